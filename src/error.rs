@@ -1,0 +1,138 @@
+//! The one error type of the crate.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in brooklet, as values a caller can act on.
+///
+/// Bad input and bad disk contents are errors, never panics. Each variant
+/// carries the context needed to understand it without a debugger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A topic name breaks Kafka's rules: `[A-Za-z0-9._-]`, 1 to 249
+    /// characters, and neither `.` nor `..`.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// `create_topic` for a name that already exists.
+    #[error("topic {0:?} already exists")]
+    TopicAlreadyExists(String),
+    /// The topic does not exist.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    /// The topic exists but has no such partition.
+    #[error("topic {topic:?} has no partition {partition} (it has {partition_count})")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the topic has.
+        partition_count: u32,
+    },
+    /// A read asked for an offset below the log start or above the high
+    /// watermark.
+    #[error(
+        "offset {requested} is out of range for {topic}-{partition}: valid offsets are {log_start_offset}..={high_watermark}"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset asked for.
+        requested: i64,
+        /// The first offset still in the log.
+        log_start_offset: i64,
+        /// The offset after the last readable record.
+        high_watermark: i64,
+    },
+    /// A record batch is larger than the topic's `max_message_bytes` or its
+    /// segment size. Nothing was appended.
+    #[error("record batch of {size_bytes} bytes exceeds the limit of {max_bytes} bytes")]
+    RecordTooLarge {
+        /// The encoded size of the batch.
+        size_bytes: usize,
+        /// The limit it exceeds.
+        max_bytes: usize,
+    },
+    /// A record or batch that can not be written as given (an empty batch,
+    /// a negative timestamp, a field longer than the format allows).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// A configuration value out of its allowed range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// Bytes on disk (or handed in) that do not decode as what they should be.
+    #[error("corrupt data in {}: {reason}", path.display())]
+    Corrupt {
+        /// The file, or a description of the buffer, holding the bad bytes.
+        path: PathBuf,
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// A record batch whose stored CRC-32C does not match its contents.
+    #[error("record batch checksum mismatch: stored {expected:#010x}, computed {actual:#010x}")]
+    ChecksumMismatch {
+        /// The CRC stored in the batch header.
+        expected: u32,
+        /// The CRC computed over the batch.
+        actual: u32,
+    },
+    /// Record batches compressed with a codec brooklet does not implement yet.
+    #[error("record batch uses compression codec {0}, which is not supported")]
+    UnsupportedCompression(u8),
+    /// Another `Log`, in this process or another, holds the directory.
+    #[error("log directory {} is already open elsewhere", path.display())]
+    AlreadyOpen {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The log was closed; this handle can do nothing more.
+    #[error("the log is closed")]
+    Closed,
+    /// An earlier failure left a partition in a state that is not safe to
+    /// write to; reopening the log recovers it.
+    #[error(
+        "partition {topic}-{partition} failed earlier and refuses writes until reopened: {reason}"
+    )]
+    Poisoned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The failure that poisoned it.
+        reason: String,
+    },
+    /// An operating-system I/O error, with the file it happened on.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `Result` with brooklet's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches a path to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,188 @@
+//! The result of a read: whole record batches as stored, and iterators
+//! over their batches and records.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::record::{BatchView, RecordIter, RecordView};
+use crate::storage::segment::Segment;
+
+/// Where a reader's next read starts, so it need not search the index.
+#[derive(Clone, Debug)]
+pub(crate) struct ReadCursor {
+    pub(crate) segment: Arc<Segment>,
+    pub(crate) position: u64,
+    pub(crate) offset: i64,
+}
+
+/// Whole record batches read from one partition, exactly as stored (so
+/// they could be handed to a Kafka client unchanged), with the partition's
+/// offsets at the time of the read.
+///
+/// [`Fetch::records`] iterates the records at or after the offset asked
+/// for, checking each batch's CRC-32C.
+#[derive(Debug, Default)]
+pub struct Fetch {
+    bytes: Vec<u8>,
+    requested_offset: i64,
+    log_start_offset: i64,
+    high_watermark: i64,
+    cursor: Option<ReadCursor>,
+}
+
+impl Fetch {
+    /// An empty fetch, to be filled by
+    /// [`PartitionReader::next_into`](crate::PartitionReader::next_into).
+    pub fn new() -> Fetch {
+        Fetch::default()
+    }
+
+    pub(crate) fn reset(
+        &mut self,
+        requested_offset: i64,
+        log_start_offset: i64,
+        high_watermark: i64,
+    ) {
+        self.bytes.clear();
+        self.requested_offset = requested_offset;
+        self.log_start_offset = log_start_offset;
+        self.high_watermark = high_watermark;
+        self.cursor = None;
+    }
+
+    pub(crate) fn buffer_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    pub(crate) fn set_cursor(&mut self, cursor: ReadCursor) {
+        self.cursor = Some(cursor);
+    }
+
+    pub(crate) fn cursor(&self) -> Option<&ReadCursor> {
+        self.cursor.as_ref()
+    }
+
+    /// The stored bytes: zero or more whole record batches.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether no batch was read (the offset asked for was the high
+    /// watermark).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The offset the read asked for; records before it are skipped.
+    pub fn requested_offset(&self) -> i64 {
+        self.requested_offset
+    }
+
+    /// The partition's log start offset when it was read.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The partition's high watermark when it was read.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// The offset to read next: after the last batch, or the offset asked
+    /// for if nothing was read.
+    pub fn next_offset(&self) -> i64 {
+        let mut next = self.requested_offset;
+        for batch in self.batches().flatten() {
+            next = next.max(batch.header().last_offset() + 1);
+        }
+        next
+    }
+
+    /// The batches, in order. Their CRCs are not checked here.
+    pub fn batches(&self) -> Batches<'_> {
+        Batches { rest: &self.bytes }
+    }
+
+    /// The records at or after the requested offset, in order. Each batch's
+    /// CRC-32C is checked before its records are returned; control batches
+    /// (transaction markers) are skipped.
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            batches: self.batches(),
+            current: None,
+            requested_offset: self.requested_offset,
+            failed: false,
+        }
+    }
+}
+
+/// Iterator over the batches of a [`Fetch`].
+#[derive(Clone, Debug)]
+pub struct Batches<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<BatchView<'a>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        match BatchView::parse(self.rest) {
+            Ok(batch) => {
+                self.rest = &self.rest[batch.as_bytes().len()..];
+                Some(Ok(batch))
+            }
+            Err(err) => {
+                self.rest = &[];
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+/// Iterator over the records of a [`Fetch`].
+#[derive(Clone, Debug)]
+pub struct Records<'a> {
+    batches: Batches<'a>,
+    current: Option<RecordIter<'a>>,
+    requested_offset: i64,
+    failed: bool,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<RecordView<'a>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(records) = &mut self.current {
+                match records.next() {
+                    Some(Ok(record)) if record.offset < self.requested_offset => continue,
+                    Some(Ok(record)) => return Some(Ok(record)),
+                    Some(Err(err)) => {
+                        self.failed = true;
+                        return Some(Err(err));
+                    }
+                    None => self.current = None,
+                }
+            }
+            let batch = match self.batches.next()? {
+                Ok(batch) => batch,
+                Err(err) => {
+                    self.failed = true;
+                    return Some(Err(err));
+                }
+            };
+            if batch.header().last_offset() < self.requested_offset || batch.header().is_control() {
+                continue;
+            }
+            if let Err(err) = batch.verify_crc() {
+                self.failed = true;
+                return Some(Err(err));
+            }
+            self.current = Some(batch.records());
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The storage engine: segments, indexes, partitions, recovery and
+//! checkpoint files.
+//!
+//! **Architecture invariant:** nothing here knows of producers, consumer
+//! groups or replication, and nothing here spawns a thread.
+
+pub(crate) mod checkpoint;
+pub(crate) mod fetch;
+pub(crate) mod index;
+mod load;
+pub(crate) mod partition;
+mod read;
+pub(crate) mod scan;
+pub(crate) mod segment;
+
+pub use fetch::{Batches, Fetch, Records};
+pub(crate) use load::{LoadHints, PartitionContext};
+pub use partition::AppendInfo;
+pub(crate) use partition::PartitionLog;
+pub use read::TimestampOffset;

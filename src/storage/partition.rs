@@ -1,0 +1,507 @@
+//! One partition's log: an ordered list of segments, the last one active.
+//! Appends, rolls, flushes (with group commit) and truncation live here;
+//! reads are in `read.rs`, opening and crash recovery in `load.rs`.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::clock::Clock;
+use crate::config::{Durability, TimestampType, TopicConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::notify::Notify;
+use crate::record::BatchHeader;
+use crate::record::Record;
+use crate::record::batch::{
+    BatchSpec, encode_batch, encoded_size, set_base_offset, set_partition_leader_epoch,
+};
+use crate::storage::checkpoint::{sync_dir, write_epoch_checkpoint};
+use crate::storage::index::{IndexEntry, OffsetEntry, TimeEntry};
+use crate::storage::segment::Segment;
+
+/// Name of the leader-epoch checkpoint in a partition directory.
+pub(crate) const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+
+/// Encode buffers larger than this are released after use rather than kept
+/// per thread.
+const MAX_RETAINED_ENCODE_BUFFER_BYTES: usize = 4 << 20;
+
+thread_local! {
+    /// Reused across appends so the hot path does not allocate per batch.
+    static ENCODE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// The append time given to the records, for `LogAppendTime` topics.
+    pub log_append_time_ms: Option<i64>,
+    /// The partition's log start offset at the time of the append.
+    pub log_start_offset: i64,
+}
+
+/// Mutable state of a partition, behind its one lock.
+pub(crate) struct PartitionState {
+    /// All segments in base-offset order; the last is active. Replaced, not
+    /// mutated, so readers can hold a snapshot without the lock.
+    pub(crate) segments: Arc<Vec<Arc<Segment>>>,
+    /// The log end offset: the offset the next record gets.
+    pub(crate) next_offset: i64,
+    pub(crate) log_start_offset: i64,
+    /// Readers see offsets below it. Equal to the log end until replication
+    /// moves it separately.
+    pub(crate) high_watermark: i64,
+    /// Everything below this offset is on disk.
+    pub(crate) recovery_point: i64,
+    pub(crate) leader_epoch: i32,
+    pub(crate) epoch_entries: Vec<(i32, i64)>,
+    /// Clock time at which the active segment was created (or loaded).
+    pub(crate) active_created_ms: i64,
+    /// Max timestamp of the active segment's first batch: what its age is
+    /// measured from, as in Kafka.
+    pub(crate) active_first_timestamp: Option<i64>,
+    /// Files were created or removed since the directory was last `fsync`ed.
+    pub(crate) directory_dirty: bool,
+    /// Set when a failed write or flush left the files in a state that is
+    /// not safe to append to.
+    pub(crate) poisoned: Option<String>,
+    pub(crate) closed: bool,
+}
+
+impl PartitionState {
+    pub(crate) fn active(&self) -> &Arc<Segment> {
+        // Invariant: a partition always has at least one segment.
+        &self.segments[self.segments.len() - 1]
+    }
+}
+
+struct FlushState {
+    durable_offset: i64,
+    in_progress: bool,
+}
+
+/// One partition of a topic.
+pub(crate) struct PartitionLog {
+    pub(crate) topic: String,
+    pub(crate) partition: u32,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: Arc<TopicConfig>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) state: Mutex<PartitionState>,
+    flush: Mutex<FlushState>,
+    flush_done: Condvar,
+    /// Woken by every append (and by close) for readers waiting for data.
+    pub(crate) data_arrived: Arc<Notify>,
+    /// Copy of the high watermark that waiters read without the lock.
+    high_watermark: AtomicI64,
+    closed: AtomicBool,
+    /// Set on roll; the log's background flusher then makes the sealed
+    /// segment durable and moves the recovery point.
+    pub(crate) needs_background_flush: AtomicBool,
+    /// Clock time of the last completed flush.
+    pub(crate) last_flush_ms: AtomicI64,
+    background: Arc<Notify>,
+}
+
+impl PartitionLog {
+    pub(crate) fn new(
+        topic: &str,
+        partition: u32,
+        dir: PathBuf,
+        config: Arc<TopicConfig>,
+        clock: Arc<dyn Clock>,
+        state: PartitionState,
+        background: Arc<Notify>,
+    ) -> PartitionLog {
+        let now_ms = clock.now_ms();
+        let high_watermark = state.high_watermark;
+        let durable = state.recovery_point;
+        PartitionLog {
+            topic: topic.to_owned(),
+            partition,
+            dir,
+            data_arrived: Notify::new(&*clock),
+            config,
+            clock,
+            state: Mutex::new(state),
+            flush: Mutex::new(FlushState {
+                durable_offset: durable,
+                in_progress: false,
+            }),
+            flush_done: Condvar::new(),
+            high_watermark: AtomicI64::new(high_watermark),
+            closed: AtomicBool::new(false),
+            needs_background_flush: AtomicBool::new(false),
+            last_flush_ms: AtomicI64::new(now_ms),
+            background,
+        }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    fn interval_bytes(&self) -> u64 {
+        u64::from(self.config.index_interval_bytes)
+    }
+
+    /// Encodes `records` as one batch and appends it.
+    pub(crate) fn append(&self, records: &[Record]) -> Result<AppendInfo> {
+        let now_ms = self.clock.now_ms();
+        let spec = BatchSpec::plain(self.config.timestamp_type, now_ms);
+        let size = encoded_size(records, &spec)?;
+        self.check_batch_size(size)?;
+        ENCODE_BUFFER.with(|cell| {
+            let mut buffer = cell.borrow_mut();
+            buffer.clear();
+            let encoded = encode_batch(&mut buffer, records, &spec, size);
+            let result = self.append_encoded(
+                &mut buffer,
+                encoded.max_timestamp,
+                encoded.last_offset_delta,
+            );
+            if buffer.capacity() > MAX_RETAINED_ENCODE_BUFFER_BYTES {
+                *buffer = Vec::new();
+            }
+            result.map(|mut info| {
+                if self.config.timestamp_type == TimestampType::LogAppendTime {
+                    info.log_append_time_ms = Some(now_ms);
+                }
+                info
+            })
+        })
+    }
+
+    fn check_batch_size(&self, size: usize) -> Result<()> {
+        let max_bytes =
+            (self.config.max_message_bytes as usize).min(self.config.segment_bytes as usize);
+        if size > max_bytes {
+            return Err(Error::RecordTooLarge {
+                size_bytes: size,
+                max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self, state: &PartitionState) -> Result<()> {
+        if state.closed {
+            return Err(Error::Closed);
+        }
+        if let Some(reason) = &state.poisoned {
+            return Err(Error::Poisoned {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                reason: reason.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends one encoded batch, giving it the next offsets. The batch's
+    /// CRC was computed by the encoder; the fields rewritten here lie
+    /// outside it.
+    fn append_encoded(
+        &self,
+        batch: &mut [u8],
+        max_timestamp: i64,
+        last_offset_delta: i32,
+    ) -> Result<AppendInfo> {
+        let mut state = self.state.lock();
+        self.check_writable(&state)?;
+        let base_offset = state.next_offset;
+        let last_offset = base_offset + i64::from(last_offset_delta);
+        set_base_offset(batch, base_offset);
+        set_partition_leader_epoch(batch, state.leader_epoch);
+        self.roll_if_needed(&mut state, batch.len() as u64, max_timestamp, last_offset)?;
+        let header = BatchHeader::parse(batch)?;
+        self.write_batch(&mut state, batch, &header)?;
+        let info = AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time_ms: None,
+            log_start_offset: state.log_start_offset,
+        };
+        drop(state);
+        self.data_arrived.notify();
+        if self.config.durability == Durability::EveryAppend {
+            self.flush_to(last_offset + 1)?;
+        }
+        Ok(info)
+    }
+
+    /// Writes a batch with its final offsets at the end of the active
+    /// segment and publishes it to readers.
+    fn write_batch(
+        &self,
+        state: &mut PartitionState,
+        batch: &[u8],
+        header: &BatchHeader,
+    ) -> Result<()> {
+        let active = Arc::clone(state.active());
+        let position = active.size();
+        if let Err(source) = active.write_at(batch, position) {
+            // Part of the batch may have reached the file: cut it off so the
+            // next append starts at a batch boundary. If even that fails the
+            // file's tail is unknown, and only recovery may touch it again.
+            if let Err(cut) = active.truncate_file(position) {
+                state.poisoned = Some(format!(
+                    "write failed ({source}) and could not be undone ({cut})"
+                ));
+            }
+            return Err(Error::Io {
+                path: active.log_path().to_owned(),
+                source,
+            });
+        }
+        active.indexes.lock().on_batch(
+            active.base_offset(),
+            position,
+            header,
+            self.interval_bytes(),
+        );
+        if state.active_first_timestamp.is_none() {
+            state.active_first_timestamp = Some(header.max_timestamp);
+        }
+        active.set_size(position + batch.len() as u64);
+        state.next_offset = header.last_offset() + 1;
+        state.high_watermark = state.next_offset;
+        self.high_watermark
+            .store(state.high_watermark, Ordering::Release);
+        Ok(())
+    }
+
+    /// Rolls a new segment if the batch would not fit the active one by
+    /// size, age, index capacity or relative offset range (Kafka's
+    /// `LogSegment.shouldRoll`).
+    fn roll_if_needed(
+        &self,
+        state: &mut PartitionState,
+        batch_size: u64,
+        max_timestamp: i64,
+        last_offset: i64,
+    ) -> Result<()> {
+        let active = state.active();
+        let size = active.size();
+        if size == 0 {
+            return Ok(());
+        }
+        let config = &self.config;
+        let waited_ms = match state.active_first_timestamp {
+            Some(first) if first >= 0 => max_timestamp.saturating_sub(first),
+            _ => self.clock.now_ms().saturating_sub(state.active_created_ms),
+        };
+        let index_full = {
+            let mut indexes = active.indexes.lock();
+            let index_bytes = config.segment_index_bytes as usize;
+            let offsets_full = indexes.offsets.len().unwrap_or(0) >= index_bytes / OffsetEntry::LEN;
+            // One time index slot stays free for the entry added at seal.
+            let times_full = indexes.times.len().unwrap_or(0) + 1 >= index_bytes / TimeEntry::LEN;
+            offsets_full || times_full
+        };
+        let too_big = size + batch_size > u64::from(config.segment_bytes);
+        let too_old = waited_ms > config.segment_ms;
+        let offsets_overflow = last_offset - active.base_offset() > i64::from(i32::MAX);
+        if too_big || too_old || index_full || offsets_overflow {
+            self.roll(state)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    pub(crate) fn roll(&self, state: &mut PartitionState) -> Result<()> {
+        let active = Arc::clone(state.active());
+        if active.base_offset() == state.next_offset {
+            return Ok(());
+        }
+        active.seal()?;
+        let segment = Arc::new(Segment::create(&self.dir, state.next_offset)?);
+        let mut segments = Vec::with_capacity(state.segments.len() + 1);
+        segments.extend(state.segments.iter().cloned());
+        segments.push(segment);
+        state.segments = Arc::new(segments);
+        state.active_created_ms = self.clock.now_ms();
+        state.active_first_timestamp = None;
+        state.directory_dirty = true;
+        self.needs_background_flush.store(true, Ordering::Release);
+        self.background.signal();
+        Ok(())
+    }
+
+    /// Waits until every offset below `target` is on disk, flushing if no
+    /// other thread is. Appenders that arrive while a flush runs share the
+    /// next one (group commit) instead of each paying for an `fsync`.
+    pub(crate) fn flush_to(&self, target: i64) -> Result<()> {
+        let mut flush = self.flush.lock();
+        loop {
+            if flush.durable_offset >= target {
+                return Ok(());
+            }
+            if flush.in_progress {
+                self.flush_done.wait(&mut flush);
+                continue;
+            }
+            flush.in_progress = true;
+            drop(flush);
+            let result = self.flush_now();
+            flush = self.flush.lock();
+            flush.in_progress = false;
+            self.flush_done.notify_all();
+            match result {
+                Ok(durable) => flush.durable_offset = flush.durable_offset.max(durable),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Forces everything appended so far to disk and returns the offset it
+    /// covers. Sealed segments' indexes go to disk too, so the recovery
+    /// point can move past them.
+    pub(crate) fn flush_now(&self) -> Result<i64> {
+        let (segments, log_end, directory_dirty) = {
+            let mut state = self.state.lock();
+            let dirty = std::mem::take(&mut state.directory_dirty);
+            (Arc::clone(&state.segments), state.next_offset, dirty)
+        };
+        let result = (|| {
+            if directory_dirty {
+                sync_dir(&self.dir).at(&self.dir)?;
+            }
+            let last = segments.len() - 1;
+            for (i, segment) in segments.iter().enumerate() {
+                segment.sync()?;
+                if i < last {
+                    segment.sync_sealed_indexes()?;
+                }
+            }
+            Ok(())
+        })();
+        let mut state = self.state.lock();
+        if let Err(err) = result {
+            // After a failed fsync the kernel may have dropped the dirty
+            // pages: what is in the file is unknown until recovery reads it.
+            state.directory_dirty |= directory_dirty;
+            state.poisoned = Some(format!("flush failed: {err}"));
+            return Err(err);
+        }
+        state.recovery_point = state.recovery_point.max(log_end);
+        self.last_flush_ms
+            .store(self.clock.now_ms(), Ordering::Release);
+        Ok(log_end)
+    }
+
+    /// Writes the active segment's index entries and flushes everything:
+    /// the clean-shutdown half of closing. Returns the recovery point.
+    pub(crate) fn close(&self) -> Result<i64> {
+        let flushed = self.flush_now();
+        let active = Arc::clone(self.state.lock().active());
+        // As Kafka does on close: the largest timestamp gets its entry, so
+        // the next open finds it without a scan.
+        active
+            .indexes
+            .lock()
+            .append_time_entry(active.base_offset());
+        let persisted = active.persist_indexes(true);
+        self.mark_closed();
+        flushed?;
+        persisted?;
+        Ok(self.state.lock().recovery_point)
+    }
+
+    /// Refuses further appends and wakes waiting readers.
+    pub(crate) fn mark_closed(&self) {
+        self.state.lock().closed = true;
+        self.closed.store(true, Ordering::Release);
+        self.data_arrived.notify();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Blocks until the high watermark passes `offset` or the clock reaches
+    /// `deadline_ms`; true if data is there.
+    pub(crate) fn wait_for_data(&self, offset: i64, deadline_ms: i64) -> Result<bool> {
+        let arrived = self.data_arrived.wait_until(&*self.clock, deadline_ms, || {
+            self.high_watermark() > offset || self.is_closed()
+        });
+        if self.is_closed() && !(self.high_watermark() > offset) {
+            return Err(Error::Closed);
+        }
+        Ok(arrived)
+    }
+
+    /// Removes every record at or after `offset` (a follower that diverged
+    /// from its leader, or recovery). Later segments are deleted whole.
+    pub(crate) fn truncate_to(&self, offset: i64) -> Result<()> {
+        let mut state = self.state.lock();
+        self.check_writable(&state)?;
+        if offset >= state.next_offset {
+            return Ok(());
+        }
+        let offset = offset.max(state.log_start_offset);
+        let keep = state
+            .segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .max(1);
+        let mut segments: Vec<Arc<Segment>> = state.segments[..keep].to_vec();
+        for removed in &state.segments[keep..] {
+            removed.delete_when_unused();
+        }
+        let last = Arc::clone(&segments[keep - 1]);
+        if last.base_offset() > offset {
+            // Everything goes: start over with an empty segment at `offset`.
+            last.delete_when_unused();
+            segments.clear();
+            segments.push(Arc::new(Segment::create(&self.dir, offset)?));
+        } else {
+            let cut = match last.find_batch(offset, last.size(), self.interval_bytes())? {
+                Some((_, header)) if header.base_offset < offset => {
+                    return Err(Error::InvalidRecord(format!(
+                        "offset {offset} is inside the batch {}..={}; truncation works on batch boundaries",
+                        header.base_offset,
+                        header.last_offset()
+                    )));
+                }
+                Some((position, _)) => position,
+                None => last.size(),
+            };
+            last.truncate_file(cut)?;
+            // Rebuild the (now active) segment's indexes from what remains.
+            last.recover(last.base_offset(), self.interval_bytes(), true, true)?;
+        }
+        state.segments = Arc::new(segments);
+        state.next_offset = offset;
+        state.high_watermark = state.high_watermark.min(offset);
+        state.recovery_point = state.recovery_point.min(offset);
+        state.directory_dirty = true;
+        state.active_created_ms = self.clock.now_ms();
+        state.active_first_timestamp = None;
+        let before = state.epoch_entries.len();
+        state
+            .epoch_entries
+            .retain(|&(_, start)| start < offset || start == 0);
+        if state.epoch_entries.len() != before {
+            write_epoch_checkpoint(
+                &self.dir.join(LEADER_EPOCH_CHECKPOINT),
+                &state.epoch_entries,
+            )?;
+        }
+        self.high_watermark
+            .store(state.high_watermark, Ordering::Release);
+        let mut flush = self.flush.lock();
+        flush.durable_offset = flush.durable_offset.min(offset);
+        Ok(())
+    }
+}

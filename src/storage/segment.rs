@@ -1,0 +1,607 @@
+//! One segment: a `.log` file of record batches with its `.index` and
+//! `.timeindex`, named by the segment's base offset.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, IoContext, Result};
+use crate::record::{BATCH_HEADER_LEN, BatchHeader};
+use crate::storage::index::{IndexFile, OffsetEntry, TimeEntry};
+use crate::storage::scan::{ScanOutcome, scan_batches};
+
+/// Extension of segment data files.
+pub(crate) const LOG_SUFFIX: &str = "log";
+/// Extension of offset index files.
+pub(crate) const INDEX_SUFFIX: &str = "index";
+/// Extension of time index files.
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// `<20-digit base offset>.<suffix>`, Kafka's file naming.
+pub(crate) fn segment_file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}.{suffix}")
+}
+
+/// The base offset in a segment file name, if it is one.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<(i64, &str)> {
+    let (stem, suffix) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, suffix))
+}
+
+/// What the index entries are derived from, kept per segment so that an
+/// append and a rebuild from the log produce the same entries.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IndexTracker {
+    /// Log bytes appended since the last offset index entry.
+    pub(crate) bytes_since_last_entry: u64,
+    /// Largest timestamp in the segment, -1 if none.
+    pub(crate) max_timestamp: i64,
+    /// Last offset of the batch that first carried `max_timestamp`.
+    pub(crate) offset_of_max_timestamp: i64,
+}
+
+impl IndexTracker {
+    pub(crate) fn new(base_offset: i64) -> Self {
+        IndexTracker {
+            bytes_since_last_entry: 0,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+        }
+    }
+}
+
+/// A segment's two indexes and the state that feeds them.
+pub(crate) struct SegmentIndexes {
+    pub(crate) offsets: IndexFile<OffsetEntry>,
+    pub(crate) times: IndexFile<TimeEntry>,
+    pub(crate) tracker: IndexTracker,
+    /// For sealed segments: whether the index files were checked against
+    /// the log (done on first use, so opening stays fast).
+    pub(crate) verified: bool,
+}
+
+impl SegmentIndexes {
+    /// Adds the index entries due for a batch of `size` bytes at `position`,
+    /// exactly as Kafka's `LogSegment.append` does: an entry when more than
+    /// `interval` bytes were appended since the last one.
+    pub(crate) fn on_batch(
+        &mut self,
+        base_offset: i64,
+        position: u64,
+        header: &BatchHeader,
+        interval: u64,
+    ) {
+        let tracker = &mut self.tracker;
+        if header.max_timestamp > tracker.max_timestamp {
+            tracker.max_timestamp = header.max_timestamp;
+            tracker.offset_of_max_timestamp = header.last_offset();
+        }
+        if tracker.bytes_since_last_entry > interval {
+            let relative = u32::try_from(header.last_offset() - base_offset);
+            if let (Ok(relative_offset), Ok(position)) = (relative, u32::try_from(position)) {
+                self.offsets.push(OffsetEntry {
+                    relative_offset,
+                    position,
+                });
+            }
+            self.append_time_entry(base_offset);
+            self.tracker.bytes_since_last_entry = 0;
+        }
+        self.tracker.bytes_since_last_entry += header.size_bytes() as u64;
+    }
+
+    /// Adds a time index entry for the largest timestamp so far if it is
+    /// newer than the last entry (Kafka's `TimeIndex.maybeAppend`).
+    pub(crate) fn append_time_entry(&mut self, base_offset: i64) {
+        let tracker = self.tracker;
+        if tracker.max_timestamp < 0 {
+            return;
+        }
+        let last = self.times.last().ok().flatten();
+        if last.is_some_and(|last| last.timestamp >= tracker.max_timestamp) {
+            return;
+        }
+        if let Ok(relative_offset) = u32::try_from(tracker.offset_of_max_timestamp - base_offset) {
+            self.times.push(TimeEntry {
+                timestamp: tracker.max_timestamp,
+                relative_offset,
+            });
+        }
+    }
+}
+
+/// One segment of a partition's log.
+pub(crate) struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    file: OnceLock<File>,
+    /// Bytes of whole batches in the file; readers never read past it.
+    size_bytes: AtomicU64,
+    /// Bytes known to be on disk (after an `fsync`).
+    flushed_bytes: AtomicU64,
+    pub(crate) indexes: Mutex<SegmentIndexes>,
+    /// Whether a sealed segment's index files were `fsync`ed.
+    indexes_synced: AtomicBool,
+    delete_on_drop: AtomicBool,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("base_offset", &self.base_offset)
+            .field("size_bytes", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Segment {
+    /// Creates an empty segment (its three files) in `dir`.
+    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment> {
+        let log_path = dir.join(segment_file_name(base_offset, LOG_SUFFIX));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)
+            .at(&log_path)?;
+        let segment = Segment::new(dir, base_offset, log_path, 0, true);
+        let _ = segment.file.set(file);
+        {
+            let mut indexes = segment.indexes.lock();
+            indexes
+                .offsets
+                .persist()
+                .at(indexes.offsets.path().to_owned())?;
+            indexes
+                .times
+                .persist()
+                .at(indexes.times.path().to_owned())?;
+        }
+        Ok(segment)
+    }
+
+    /// A segment whose files exist. `active` keeps its indexes in memory
+    /// (the caller loads them); otherwise they stay on disk.
+    pub(crate) fn open(dir: &Path, base_offset: i64, size_bytes: u64, active: bool) -> Segment {
+        let log_path = dir.join(segment_file_name(base_offset, LOG_SUFFIX));
+        Segment::new(dir, base_offset, log_path, size_bytes, active)
+    }
+
+    fn new(
+        dir: &Path,
+        base_offset: i64,
+        log_path: PathBuf,
+        size_bytes: u64,
+        active: bool,
+    ) -> Segment {
+        let offsets_path = dir.join(segment_file_name(base_offset, INDEX_SUFFIX));
+        let times_path = dir.join(segment_file_name(base_offset, TIME_INDEX_SUFFIX));
+        let (offsets, times) = if active {
+            (
+                IndexFile::in_memory(offsets_path, Vec::new(), 0),
+                IndexFile::in_memory(times_path, Vec::new(), 0),
+            )
+        } else {
+            (
+                IndexFile::on_disk(offsets_path),
+                IndexFile::on_disk(times_path),
+            )
+        };
+        Segment {
+            base_offset,
+            log_path,
+            file: OnceLock::new(),
+            size_bytes: AtomicU64::new(size_bytes),
+            flushed_bytes: AtomicU64::new(size_bytes),
+            indexes: Mutex::new(SegmentIndexes {
+                offsets,
+                times,
+                tracker: IndexTracker::new(base_offset),
+                verified: active,
+            }),
+            indexes_synced: AtomicBool::new(!active),
+            delete_on_drop: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Bytes of whole batches readers may read.
+    pub(crate) fn size(&self) -> u64 {
+        self.size_bytes.load(Ordering::Acquire)
+    }
+
+    /// Publishes a new size after the bytes below it were written.
+    pub(crate) fn set_size(&self, size: u64) {
+        self.size_bytes.store(size, Ordering::Release);
+    }
+
+    pub(crate) fn flushed_size(&self) -> u64 {
+        self.flushed_bytes.load(Ordering::Acquire)
+    }
+
+    /// The segment's data file, opened on first use.
+    pub(crate) fn file(&self) -> Result<&File> {
+        if let Some(file) = self.file.get() {
+            return Ok(file);
+        }
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.log_path)
+            .at(&self.log_path)?;
+        // Another thread may have won the race; either handle will do.
+        let _ = self.file.set(opened);
+        self.file.get().ok_or(Error::Closed)
+    }
+
+    /// Reads exactly `buf.len()` bytes at `position`.
+    pub(crate) fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
+        self.file()?.read_exact_at(buf, position).at(&self.log_path)
+    }
+
+    /// Reads and checks the batch header at `position`.
+    pub(crate) fn read_header(&self, position: u64) -> Result<BatchHeader> {
+        let mut raw = [0u8; BATCH_HEADER_LEN];
+        self.read_at(&mut raw, position)?;
+        BatchHeader::parse_raw(&raw).map_err(|reason| Error::Corrupt {
+            path: self.log_path.clone(),
+            reason: format!("{reason} at position {position}"),
+        })
+    }
+
+    /// Writes `bytes` at `position` (the end of the data).
+    pub(crate) fn write_at(&self, bytes: &[u8], position: u64) -> io::Result<()> {
+        match self.file() {
+            Ok(file) => file.write_all_at(bytes, position),
+            Err(Error::Io { source, .. }) => Err(source),
+            Err(other) => Err(io::Error::other(other.to_string())),
+        }
+    }
+
+    /// Cuts the data file to `size` bytes.
+    pub(crate) fn truncate_file(&self, size: u64) -> Result<()> {
+        self.file()?.set_len(size).at(&self.log_path)?;
+        self.set_size(size);
+        self.flushed_bytes.fetch_min(size, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Forces the data written so far to disk.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let size = self.size();
+        if self.flushed_size() >= size {
+            return Ok(());
+        }
+        self.file()?.sync_data().at(&self.log_path)?;
+        self.flushed_bytes.fetch_max(size, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The largest timestamp in the segment, -1 if it has none.
+    pub(crate) fn max_timestamp(&self) -> Result<i64> {
+        Ok(self.indexes.lock().tracker.max_timestamp)
+    }
+
+    /// Writes the indexes out, adds the final time index entry and drops
+    /// the in-memory entries: the segment will not be appended to again.
+    pub(crate) fn seal(&self) -> Result<()> {
+        let mut indexes = self.indexes.lock();
+        indexes.append_time_entry(self.base_offset);
+        let SegmentIndexes { offsets, times, .. } = &mut *indexes;
+        offsets.seal().at(offsets.path().to_owned())?;
+        times.seal().at(times.path().to_owned())?;
+        self.indexes_synced.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// `fsync`s a sealed segment's index files once, so a recovery point
+    /// past this segment never relies on index bytes still in the cache.
+    pub(crate) fn sync_sealed_indexes(&self) -> Result<()> {
+        if self.indexes_synced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.persist_indexes(true)?;
+        self.indexes_synced.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes in-memory index entries to their files (for the active
+    /// segment at flush and close) and, with `durable`, `fsync`s them.
+    pub(crate) fn persist_indexes(&self, durable: bool) -> Result<()> {
+        let mut indexes = self.indexes.lock();
+        let SegmentIndexes { offsets, times, .. } = &mut *indexes;
+        offsets.persist().at(offsets.path().to_owned())?;
+        times.persist().at(times.path().to_owned())?;
+        if durable {
+            offsets.sync().at(offsets.path().to_owned())?;
+            times.sync().at(times.path().to_owned())?;
+        }
+        Ok(())
+    }
+
+    /// Scans the data file from `start`, building index entries for each
+    /// valid batch into `indexes`.
+    pub(crate) fn scan_into(
+        &self,
+        indexes: &mut SegmentIndexes,
+        start: u64,
+        next_expected: i64,
+        interval: u64,
+    ) -> Result<ScanOutcome> {
+        let file = self.file()?;
+        let file_len = file.metadata().at(&self.log_path)?.len();
+        let base = self.base_offset;
+        scan_batches(
+            file,
+            file_len,
+            start,
+            base,
+            next_expected,
+            |position, header| {
+                indexes.on_batch(base, position, header, interval);
+            },
+        )
+        .at(&self.log_path)
+    }
+
+    /// Re-reads the whole data file, checking every batch, cuts it after the
+    /// last valid batch and rebuilds both indexes from what remains.
+    pub(crate) fn recover(
+        &self,
+        next_expected: i64,
+        interval: u64,
+        active: bool,
+        truncate: bool,
+    ) -> Result<ScanOutcome> {
+        let mut indexes = self.indexes.lock();
+        let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        let mut fresh = SegmentIndexes {
+            offsets: IndexFile::in_memory(
+                dir.join(segment_file_name(self.base_offset, INDEX_SUFFIX)),
+                Vec::new(),
+                0,
+            ),
+            times: IndexFile::in_memory(
+                dir.join(segment_file_name(self.base_offset, TIME_INDEX_SUFFIX)),
+                Vec::new(),
+                0,
+            ),
+            tracker: IndexTracker::new(self.base_offset),
+            verified: true,
+        };
+        let outcome = self.scan_into(&mut fresh, 0, next_expected, interval)?;
+        let file_len = self.file()?.metadata().at(&self.log_path)?.len();
+        if truncate {
+            if outcome.valid_bytes < file_len {
+                self.file()?
+                    .set_len(outcome.valid_bytes)
+                    .at(&self.log_path)?;
+            }
+            self.set_size(outcome.valid_bytes);
+            // What survived a crash may still be only in the page cache.
+            self.flushed_bytes.store(0, Ordering::Release);
+        }
+        // As Kafka's recovery does: the largest timestamp always gets an
+        // entry, so a sealed segment's last entry gives its max timestamp.
+        fresh.append_time_entry(self.base_offset);
+        let offsets = fresh.offsets.read_all().unwrap_or_default();
+        let times = fresh.times.read_all().unwrap_or_default();
+        let path = fresh.offsets.path().to_owned();
+        fresh.offsets.rebuild(offsets, active).at(path)?;
+        let path = fresh.times.path().to_owned();
+        fresh.times.rebuild(times, active).at(path)?;
+        *indexes = fresh;
+        Ok(outcome)
+    }
+
+    /// For a sealed segment: on first use, loads the largest timestamp and
+    /// checks the index files against the data file, rebuilding them if
+    /// they are missing or inconsistent. Never trusts them blindly.
+    pub(crate) fn ensure_verified(&self, interval: u64) -> Result<()> {
+        {
+            let mut indexes = self.indexes.lock();
+            if indexes.verified {
+                return Ok(());
+            }
+            if let Ok(true) = indexes_look_sane(&mut indexes, self.base_offset, self.size()) {
+                if let Ok(Some(last)) = indexes.times.last() {
+                    indexes.tracker.max_timestamp = last.timestamp;
+                    indexes.tracker.offset_of_max_timestamp =
+                        self.base_offset + i64::from(last.relative_offset);
+                }
+                indexes.verified = true;
+                return Ok(());
+            }
+        }
+        // The data file up to `size` was validated when it was written or
+        // recovered; rebuilding reads it again and trusts only what checks out.
+        let outcome = self.recover(self.base_offset, interval, false, false)?;
+        if let Some(problem) = outcome.problem {
+            return Err(Error::Corrupt {
+                path: self.log_path.clone(),
+                reason: problem,
+            });
+        }
+        Ok(())
+    }
+
+    /// The position of the first batch whose last offset is at or after
+    /// `offset`, searching below `limit`; `None` if there is none.
+    pub(crate) fn find_batch(
+        &self,
+        offset: i64,
+        limit: u64,
+        interval: u64,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        self.ensure_verified(interval)?;
+        let relative = offset.saturating_sub(self.base_offset);
+        let mut position = {
+            let mut indexes = self.indexes.lock();
+            match indexes
+                .offsets
+                .lookup(relative)
+                .at(indexes.offsets.path().to_owned())?
+            {
+                Some(entry) => u64::from(entry.position),
+                None => 0,
+            }
+        };
+        if position >= limit {
+            position = 0;
+        }
+        let mut first = true;
+        while position < limit {
+            let header = match self.read_header(position) {
+                Ok(header) => header,
+                // An index entry that points at garbage: fall back to a
+                // scan from the segment start rather than trust it.
+                Err(_) if first && position != 0 => {
+                    position = 0;
+                    first = false;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if first && header.base_offset > offset && position != 0 {
+                position = 0;
+                first = false;
+                continue;
+            }
+            first = false;
+            if header.last_offset() >= offset {
+                return Ok(Some((position, header)));
+            }
+            position += header.size_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The first record at or after `target_ms` within this segment, for a
+    /// time index lookup: the position to start scanning from.
+    pub(crate) fn time_lookup_start(
+        &self,
+        target_ms: i64,
+        limit: u64,
+        interval: u64,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        self.ensure_verified(interval)?;
+        let start_offset = {
+            let mut indexes = self.indexes.lock();
+            match indexes
+                .times
+                .lookup(target_ms)
+                .at(indexes.times.path().to_owned())?
+            {
+                Some(entry) => self.base_offset + i64::from(entry.relative_offset),
+                None => self.base_offset,
+            }
+        };
+        self.find_batch(start_offset, limit, interval)
+    }
+
+    /// Removes the segment's files once the last reader lets go of it.
+    pub(crate) fn delete_when_unused(&self) {
+        self.delete_on_drop.store(true, Ordering::Release);
+    }
+
+    fn remove_files(&mut self) {
+        // A segment re-created under the same name (after truncation) must
+        // not lose its files to this one's late removal.
+        if let Some(file) = self.file.get() {
+            use std::os::unix::fs::MetadataExt;
+            let ours = file.metadata().map(|m| m.ino()).ok();
+            let on_disk = fs::metadata(&self.log_path).map(|m| m.ino()).ok();
+            if ours != on_disk {
+                return;
+            }
+        }
+        let indexes = self.indexes.get_mut();
+        let paths = [
+            self.log_path.clone(),
+            indexes.offsets.path().to_owned(),
+            indexes.times.path().to_owned(),
+        ];
+        for path in paths {
+            // Best effort: a file already gone is what we wanted.
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Cheap consistency checks of a sealed segment's index files: sizes are
+/// whole entries, keys increase, positions stay inside the data file.
+fn indexes_look_sane(
+    indexes: &mut SegmentIndexes,
+    base_offset: i64,
+    log_size: u64,
+) -> io::Result<bool> {
+    for (path, entry_len) in [
+        (indexes.offsets.path(), 8u64),
+        (indexes.times.path(), 12u64),
+    ] {
+        let len = fs::metadata(path)?.len();
+        if len % entry_len != 0 {
+            return Ok(false);
+        }
+    }
+    let offsets = indexes.offsets.read_all()?;
+    let mut previous: Option<OffsetEntry> = None;
+    for entry in &offsets {
+        if u64::from(entry.position) >= log_size.max(1) {
+            return Ok(false);
+        }
+        if let Some(previous) = previous {
+            if entry.relative_offset <= previous.relative_offset
+                || entry.position <= previous.position
+            {
+                return Ok(false);
+            }
+        }
+        previous = Some(*entry);
+    }
+    let times = indexes.times.read_all()?;
+    let mut previous: Option<TimeEntry> = None;
+    for entry in &times {
+        if let Some(previous) = previous {
+            if entry.timestamp <= previous.timestamp
+                || entry.relative_offset < previous.relative_offset
+            {
+                return Ok(false);
+            }
+        }
+        previous = Some(*entry);
+    }
+    // A non-empty segment always has a final time index entry; an empty
+    // time index for one means the file was lost or cut.
+    if log_size > 0 && times.is_empty() {
+        return Ok(false);
+    }
+    let _ = base_offset;
+    indexes.offsets.release();
+    indexes.times.release();
+    Ok(true)
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if *self.delete_on_drop.get_mut() {
+            self.remove_files();
+        }
+    }
+}
