@@ -268,10 +268,10 @@ impl TopicConfig {
                 self.max_message_bytes
             ));
         }
-        if let Durability::Interval(interval) = self.durability {
-            if interval.is_zero() {
-                return fail("flush.ms must be positive".into());
-            }
+        if let Durability::Interval(interval) = self.durability
+            && interval.is_zero()
+        {
+            return fail("flush.ms must be positive".into());
         }
         if matches!(self.retention_ms, Some(ms) if ms < 0) {
             return fail("retention.ms must not be negative".into());

@@ -225,10 +225,10 @@ impl LogInner {
                 first_error.get_or_insert(err);
             }
         }
-        if first_error.is_none() {
-            if let Err(err) = self.registry.write_checkpoints() {
-                first_error.get_or_insert(err);
-            }
+        if first_error.is_none()
+            && let Err(err) = self.registry.write_checkpoints()
+        {
+            first_error.get_or_insert(err);
         }
         if first_error.is_none() {
             // The marker goes last: it promises that everything before it

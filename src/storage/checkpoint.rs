@@ -27,10 +27,8 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8], durable: bool) -> i
         }
     }
     fs::rename(&tmp, path)?;
-    if durable {
-        if let Some(dir) = path.parent() {
-            sync_dir(dir)?;
-        }
+    if durable && let Some(dir) = path.parent() {
+        sync_dir(dir)?;
     }
     Ok(())
 }

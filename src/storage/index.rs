@@ -129,13 +129,13 @@ impl<E: IndexEntry> IndexFile<E> {
     }
 
     fn open_disk(&mut self) -> io::Result<()> {
-        if let Entries::Disk { file, count } = &mut self.entries {
-            if file.is_none() {
-                let opened = File::open(&self.path)?;
-                let len = opened.metadata()?.len();
-                *count = usize::try_from(len / E::LEN as u64).unwrap_or(usize::MAX);
-                *file = Some(opened);
-            }
+        if let Entries::Disk { file, count } = &mut self.entries
+            && file.is_none()
+        {
+            let opened = File::open(&self.path)?;
+            let len = opened.metadata()?.len();
+            *count = usize::try_from(len / E::LEN as u64).unwrap_or(usize::MAX);
+            *file = Some(opened);
         }
         Ok(())
     }

@@ -436,7 +436,7 @@ impl PartitionLog {
         let arrived = self.data_arrived.wait_until(&*self.clock, deadline_ms, || {
             self.high_watermark() > offset || self.is_closed()
         });
-        if self.is_closed() && !(self.high_watermark() > offset) {
+        if self.is_closed() && (self.high_watermark() <= offset) {
             return Err(Error::Closed);
         }
         Ok(arrived)

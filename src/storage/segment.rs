@@ -566,24 +566,22 @@ fn indexes_look_sane(
         if u64::from(entry.position) >= log_size.max(1) {
             return Ok(false);
         }
-        if let Some(previous) = previous {
-            if entry.relative_offset <= previous.relative_offset
-                || entry.position <= previous.position
-            {
-                return Ok(false);
-            }
+        if let Some(previous) = previous
+            && (entry.relative_offset <= previous.relative_offset
+                || entry.position <= previous.position)
+        {
+            return Ok(false);
         }
         previous = Some(*entry);
     }
     let times = indexes.times.read_all()?;
     let mut previous: Option<TimeEntry> = None;
     for entry in &times {
-        if let Some(previous) = previous {
-            if entry.timestamp <= previous.timestamp
-                || entry.relative_offset < previous.relative_offset
-            {
-                return Ok(false);
-            }
+        if let Some(previous) = previous
+            && (entry.timestamp <= previous.timestamp
+                || entry.relative_offset < previous.relative_offset)
+        {
+            return Ok(false);
         }
         previous = Some(*entry);
     }
