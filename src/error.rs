@@ -87,6 +87,74 @@ pub enum Error {
     /// Record batches compressed with a codec brooklet does not implement yet.
     #[error("record batch uses compression codec {0}, which is not supported")]
     UnsupportedCompression(u8),
+    /// A conditional append expected the partition to end at another
+    /// offset. Nothing was appended.
+    #[error("expected {topic}-{partition} to end at offset {expected}, but it ends at {actual}")]
+    UnexpectedEndOffset {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The end offset the append was conditional on.
+        expected: i64,
+        /// The partition's actual end offset.
+        actual: i64,
+    },
+    /// An idempotent batch whose sequence number does not follow the
+    /// producer's previous batch: a batch went missing in between.
+    #[error("producer {producer_id} sent sequence {received}, expected {expected}")]
+    OutOfOrderSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The sequence the partition expected.
+        expected: i32,
+        /// The sequence the batch carried.
+        received: i32,
+    },
+    /// A batch from an older epoch of a producer id that has moved on: the
+    /// sending producer was replaced and must stop.
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
+    ProducerFenced {
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The newer epoch the partition has seen.
+        current_epoch: i16,
+    },
+    /// A producer's buffer stayed full for its whole `max_block`.
+    #[error("producer buffer of {buffer_memory_bytes} bytes stayed full for {max_block_ms} ms")]
+    BufferExhausted {
+        /// The producer's `buffer_memory`.
+        buffer_memory_bytes: usize,
+        /// How long `send` waited.
+        max_block_ms: u64,
+    },
+    /// A consumer has no committed offset for a partition and its
+    /// `auto_offset_reset` is `None`.
+    #[error("no committed offset for {topic}-{partition} and auto_offset_reset is none")]
+    NoOffsetForPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// An operation on a partition the consumer is not assigned.
+    #[error("partition {topic}-{partition} is not assigned to this consumer")]
+    NotAssigned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A subscription pattern that is not a valid regular expression.
+    #[error("invalid subscription pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// Another `Log`, in this process or another, holds the directory.
     #[error("log directory {} is already open elsewhere", path.display())]
     AlreadyOpen {
@@ -118,6 +186,52 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+impl Error {
+    /// A copy of the error, for delivering one failure to several waiters
+    /// (`io::Error` is not `Clone`: its kind and message are kept).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::InvalidTopicName { name, reason } => Error::InvalidTopicName {
+                name: name.clone(),
+                reason,
+            },
+            Error::TopicAlreadyExists(t) => Error::TopicAlreadyExists(t.clone()),
+            Error::UnknownTopic(t) => Error::UnknownTopic(t.clone()),
+            Error::UnknownPartition { topic, partition, partition_count } => Error::UnknownPartition {
+                topic: topic.clone(),
+                partition: *partition,
+                partition_count: *partition_count,
+            },
+            Error::RecordTooLarge { size_bytes, max_bytes } => Error::RecordTooLarge {
+                size_bytes: *size_bytes,
+                max_bytes: *max_bytes,
+            },
+            Error::InvalidRecord(m) => Error::InvalidRecord(m.clone()),
+            Error::Closed => Error::Closed,
+            Error::Poisoned { topic, partition, reason } => Error::Poisoned {
+                topic: topic.clone(),
+                partition: *partition,
+                reason: reason.clone(),
+            },
+            Error::OutOfOrderSequence { producer_id, expected, received } => Error::OutOfOrderSequence {
+                producer_id: *producer_id,
+                expected: *expected,
+                received: *received,
+            },
+            Error::ProducerFenced { producer_id, epoch, current_epoch } => Error::ProducerFenced {
+                producer_id: *producer_id,
+                epoch: *epoch,
+                current_epoch: *current_epoch,
+            },
+            other => Error::InvalidRecord(other.to_string()),
+        }
+    }
 }
 
 /// `Result` with brooklet's [`Error`].

@@ -37,6 +37,7 @@ mod config;
 mod error;
 mod log;
 mod notify;
+mod producer;
 mod reader;
 mod record;
 mod storage;
@@ -49,10 +50,14 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use log::{Log, PartitionDescription, PartitionOffsets, TailLoss, TopicDescription};
+pub use producer::{
+    DEFAULT_BATCH_SIZE_BYTES, DEFAULT_BUFFER_MEMORY_BYTES, DefaultPartitioner, Partitioner, Producer, ProducerConfig,
+    RecordMetadata, RoundRobinPartitioner, SendHandle, murmur2, partition_for_key,
+};
 pub use reader::{DEFAULT_MAX_FETCH_BYTES, PartitionReader};
 pub use record::{
     BATCH_HEADER_LEN, BatchHeader, BatchView, Header, HeaderIter, HeaderView, HeadersView, Record,
     RecordIter, RecordView,
 };
-pub use storage::{AppendInfo, Batches, Fetch, Records, TimestampOffset};
+pub use storage::{AppendInfo, AppendOptions, Batches, Fetch, ProducerBatch, Records, TimestampOffset};
 pub use topics::{MAX_TOPIC_NAME_LEN, validate_topic_name};

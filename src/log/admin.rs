@@ -113,6 +113,13 @@ impl Log {
         }
     }
 
+    fn bump_metadata_version(&self) {
+        self.inner
+            .registry
+            .metadata_version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// The names of all topics, sorted.
     pub fn topics(&self) -> Vec<String> {
         self.inner.registry.topics.read().keys().cloned().collect()
@@ -155,6 +162,7 @@ impl Log {
         let topic = self.topic(name)?;
         remove_config(self.dir(), name)?;
         self.inner.registry.topics.write().remove(name);
+        self.bump_metadata_version();
         let partitions = topic.partitions.read().clone();
         for partition in &partitions {
             partition.mark_closed();
@@ -195,6 +203,7 @@ impl Log {
         };
         store_config(self.dir(), name, &config)?;
         topic.partitions.write().extend(new);
+        self.bump_metadata_version();
         Ok(())
     }
 }

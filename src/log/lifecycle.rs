@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::log::producer_ids::ProducerIdAllocator;
 use crate::log::{Log, LogInner, Registry, Topic, flusher};
 use crate::notify::Notify;
 use crate::storage::checkpoint::{read_offset_checkpoint, sync_dir, write_offset_checkpoint};
@@ -165,7 +166,10 @@ fn open(dir: PathBuf, config: LogConfig, remove_on_drop: bool) -> Result<Log> {
         fs::remove_file(&marker).at(&marker)?;
         sync_dir(&dir).at(&dir)?;
     }
+    let producer_ids = ProducerIdAllocator::open(&dir)?;
     let registry = Arc::new(Registry {
+        producer_ids,
+        metadata_version: AtomicU64::new(0),
         dir,
         clock,
         topics: RwLock::new(topics),

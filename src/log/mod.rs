@@ -16,11 +16,12 @@
 mod admin;
 mod flusher;
 mod lifecycle;
+mod producer_ids;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::notify::Notify;
 use crate::reader::{DEFAULT_MAX_FETCH_BYTES, PartitionReader};
 use crate::record::Record;
-use crate::storage::{AppendInfo, Fetch, PartitionLog, TimestampOffset};
+use crate::storage::{AppendInfo, AppendOptions, Fetch, PartitionLog, TimestampOffset};
 
 pub use admin::{PartitionDescription, TopicDescription};
 pub use lifecycle::TailLoss;
@@ -52,6 +53,10 @@ pub(crate) struct Registry {
     /// Wakes the background flusher: rolls, interval flushes, shutdown.
     pub(crate) background: Arc<Notify>,
     pub(crate) shutting_down: AtomicBool,
+    pub(crate) producer_ids: producer_ids::ProducerIdAllocator,
+    /// Bumped whenever topics or partition counts change, so clients can
+    /// cache what they looked up.
+    pub(crate) metadata_version: AtomicU64,
 }
 
 impl Registry {
@@ -145,6 +150,21 @@ impl Log {
             .ok_or_else(|| Error::UnknownTopic(name.to_owned()))
     }
 
+    /// Bumped on every topic or partition-count change.
+    pub(crate) fn metadata_version(&self) -> u64 {
+        self.inner.registry.metadata_version.load(Ordering::Acquire)
+    }
+
+    /// Every partition of a topic, in order.
+    pub(crate) fn partition_handles(&self, topic: &str) -> Result<Vec<Arc<PartitionLog>>> {
+        Ok(self.topic(topic)?.partitions.read().clone())
+    }
+
+    /// The number of partitions of a topic.
+    pub fn partition_count(&self, topic: &str) -> Result<u32> {
+        Ok(u32::try_from(self.topic(topic)?.partitions.read().len()).unwrap_or(u32::MAX))
+    }
+
     pub(crate) fn partition(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
         let topic = self.topic(topic)?;
         let partitions = topic.partitions.read();
@@ -163,7 +183,37 @@ impl Log {
     /// `max_message_bytes` is refused whole with
     /// [`Error::RecordTooLarge`].
     pub fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<AppendInfo> {
-        self.partition(topic, partition)?.append(records)
+        self.partition(topic, partition)?
+            .append(records, &AppendOptions::default())
+    }
+
+    /// Appends `records` as one batch only if the partition's log end
+    /// offset is `expected_end_offset`; otherwise fails with
+    /// [`Error::UnexpectedEndOffset`], which carries the actual end offset,
+    /// and appends nothing. Among racing appenders with the same
+    /// expectation exactly one wins: the building block of optimistic
+    /// concurrency for event sourcing.
+    pub fn append_if(
+        &self,
+        topic: &str,
+        partition: u32,
+        expected_end_offset: i64,
+        records: &[Record],
+    ) -> Result<AppendInfo> {
+        let options = AppendOptions::default().expect_end_offset(expected_end_offset);
+        self.partition(topic, partition)?.append(records, &options)
+    }
+
+    /// Appends `records` as one batch with the given options: idempotent
+    /// producer fields, an expected end offset, or both.
+    pub fn append_with(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[Record],
+        options: &AppendOptions,
+    ) -> Result<AppendInfo> {
+        self.partition(topic, partition)?.append(records, options)
     }
 
     /// Reads whole batches from the one holding `offset`, up to `max_bytes`

@@ -14,6 +14,7 @@ use crate::notify::Notify;
 use crate::storage::checkpoint::{read_epoch_checkpoint, sync_dir, write_epoch_checkpoint};
 use crate::storage::index::{IndexFile, OffsetEntry, TimeEntry};
 use crate::storage::partition::{LEADER_EPOCH_CHECKPOINT, PartitionLog, PartitionState};
+use crate::storage::producer_state::{ProducerStateTable, list_snapshots, snapshot_path};
 use crate::storage::segment::{
     INDEX_SUFFIX, IndexTracker, LOG_SUFFIX, Segment, SegmentIndexes, TIME_INDEX_SUFFIX,
     parse_segment_file_name, segment_file_name,
@@ -59,6 +60,7 @@ fn initial_state(
         directory_dirty: false,
         poisoned: None,
         closed: false,
+        producers: ProducerStateTable::default(),
     }
 }
 
@@ -179,6 +181,7 @@ impl PartitionLog {
         if epochs.len() != before {
             write_epoch_checkpoint(&epoch_path, &epochs)?;
         }
+        state.producers = rebuild_producer_state(&dir, &state.segments, next_offset, interval)?;
         state.leader_epoch = epochs.last().map_or(0, |&(epoch, _)| epoch);
         state.epoch_entries = epochs;
         drop(active);
@@ -195,6 +198,55 @@ impl PartitionLog {
             ctx.background,
         ))
     }
+}
+
+/// The idempotent producers' state at `next_offset`: the newest readable
+/// snapshot at or before it, then every batch header after the snapshot.
+fn rebuild_producer_state(
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    next_offset: i64,
+    interval: u64,
+) -> Result<ProducerStateTable> {
+    let snapshots = list_snapshots(dir).at(dir)?;
+    for &stale in snapshots.iter().filter(|&&offset| offset > next_offset) {
+        // It describes batches that recovery cut off.
+        let path = snapshot_path(dir, stale);
+        fs::remove_file(&path).at(&path)?;
+    }
+    let mut table = ProducerStateTable::default();
+    let mut from = segments[0].base_offset();
+    for &offset in snapshots.iter().rev().filter(|&&offset| offset <= next_offset) {
+        let path = snapshot_path(dir, offset);
+        let decoded = fs::read(&path)
+            .at(&path)
+            .and_then(|bytes| ProducerStateTable::decode_snapshot(&path, &bytes));
+        if let Ok(snapshot) = decoded {
+            table = snapshot;
+            from = offset;
+            break;
+        }
+    }
+    let first = segments.partition_point(|s| s.base_offset() <= from).saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate().skip(first) {
+        let size = segment.size();
+        let mut position = if i == first {
+            match segment.find_batch(from, size, interval)? {
+                Some((position, _)) => position,
+                None => continue,
+            }
+        } else {
+            0
+        };
+        while position < size {
+            let header = segment.read_header(position)?;
+            if header.base_offset >= from {
+                table.observe(&header);
+            }
+            position += header.size_bytes() as u64;
+        }
+    }
+    Ok(table)
 }
 
 /// Base offset → size of each segment data file in `dir`. Removes leftovers

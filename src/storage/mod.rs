@@ -9,12 +9,13 @@ pub(crate) mod fetch;
 pub(crate) mod index;
 mod load;
 pub(crate) mod partition;
+pub(crate) mod producer_state;
 mod read;
 pub(crate) mod scan;
 pub(crate) mod segment;
 
 pub use fetch::{Batches, Fetch, Records};
 pub(crate) use load::{LoadHints, PartitionContext};
-pub use partition::AppendInfo;
+pub use partition::{AppendInfo, AppendOptions, ProducerBatch};
 pub(crate) use partition::PartitionLog;
 pub use read::TimestampOffset;

@@ -20,6 +20,9 @@ use crate::record::batch::{
 };
 use crate::storage::checkpoint::{sync_dir, write_epoch_checkpoint};
 use crate::storage::index::{IndexEntry, OffsetEntry, TimeEntry};
+use crate::storage::producer_state::{
+    BatchMetadata, ProducerStateTable, SequenceCheck, last_sequence, write_snapshot,
+};
 use crate::storage::segment::Segment;
 
 /// Name of the leader-epoch checkpoint in a partition directory.
@@ -34,6 +37,47 @@ thread_local! {
     static ENCODE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The idempotent-producer fields of a batch: who sent it and its place
+/// in that producer's sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// The producer id, from [`Log::init_producer_id`](crate::Log::init_producer_id).
+    pub producer_id: i64,
+    /// The producer's epoch; a higher epoch fences lower ones.
+    pub producer_epoch: i16,
+    /// Sequence number of the batch's first record, counted per partition
+    /// from 0.
+    pub base_sequence: i32,
+}
+
+/// Conditions and identity of one append.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct AppendOptions {
+    pub(crate) producer: Option<ProducerBatch>,
+    pub(crate) expected_end_offset: Option<i64>,
+}
+
+impl AppendOptions {
+    /// Appends as an idempotent producer: a batch whose sequence was
+    /// already appended returns the original offsets
+    /// ([`AppendInfo::duplicate`]) instead of being written again; a gap in
+    /// the sequence is [`Error::OutOfOrderSequence`]; an old epoch is
+    /// [`Error::ProducerFenced`].
+    pub fn producer(mut self, producer: ProducerBatch) -> Self {
+        self.producer = Some(producer);
+        self
+    }
+
+    /// Appends only if the partition's log end offset is `offset` (for
+    /// optimistic concurrency); otherwise fails with
+    /// [`Error::UnexpectedEndOffset`] and appends nothing.
+    pub fn expect_end_offset(mut self, offset: i64) -> Self {
+        self.expected_end_offset = Some(offset);
+        self
+    }
+}
+
 /// What an append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -45,6 +89,9 @@ pub struct AppendInfo {
     pub log_append_time_ms: Option<i64>,
     /// The partition's log start offset at the time of the append.
     pub log_start_offset: i64,
+    /// The batch had been appended before (an idempotent retry); these are
+    /// its original offsets and nothing was written.
+    pub duplicate: bool,
 }
 
 /// Mutable state of a partition, behind its one lock.
@@ -73,6 +120,8 @@ pub(crate) struct PartitionState {
     /// not safe to append to.
     pub(crate) poisoned: Option<String>,
     pub(crate) closed: bool,
+    /// Idempotent producers' recent batches.
+    pub(crate) producers: ProducerStateTable,
 }
 
 impl PartitionState {
@@ -157,20 +206,21 @@ impl PartitionLog {
     }
 
     /// Encodes `records` as one batch and appends it.
-    pub(crate) fn append(&self, records: &[Record]) -> Result<AppendInfo> {
+    pub(crate) fn append(&self, records: &[Record], options: &AppendOptions) -> Result<AppendInfo> {
         let now_ms = self.clock.now_ms();
-        let spec = BatchSpec::plain(self.config.timestamp_type, now_ms);
+        let mut spec = BatchSpec::plain(self.config.timestamp_type, now_ms);
+        if let Some(producer) = options.producer {
+            spec.producer_id = producer.producer_id;
+            spec.producer_epoch = producer.producer_epoch;
+            spec.base_sequence = producer.base_sequence;
+        }
         let size = encoded_size(records, &spec)?;
         self.check_batch_size(size)?;
         ENCODE_BUFFER.with(|cell| {
             let mut buffer = cell.borrow_mut();
             buffer.clear();
             let encoded = encode_batch(&mut buffer, records, &spec, size);
-            let result = self.append_encoded(
-                &mut buffer,
-                encoded.max_timestamp,
-                encoded.last_offset_delta,
-            );
+            let result = self.append_encoded(&mut buffer, encoded.last_offset_delta, options);
             if buffer.capacity() > MAX_RETAINED_ENCODE_BUFFER_BYTES {
                 *buffer = Vec::new();
             }
@@ -215,23 +265,62 @@ impl PartitionLog {
     fn append_encoded(
         &self,
         batch: &mut [u8],
-        max_timestamp: i64,
         last_offset_delta: i32,
+        options: &AppendOptions,
     ) -> Result<AppendInfo> {
         let mut state = self.state.lock();
         self.check_writable(&state)?;
+        if let Some(producer) = &options.producer {
+            let last = last_sequence(producer.base_sequence, last_offset_delta);
+            let check = state.producers.check(
+                producer.producer_id,
+                producer.producer_epoch,
+                producer.base_sequence,
+                last,
+            )?;
+            if let SequenceCheck::Duplicate(original) = check {
+                return Ok(AppendInfo {
+                    base_offset: original.base_offset,
+                    last_offset: original.last_offset,
+                    log_append_time_ms: None,
+                    log_start_offset: state.log_start_offset,
+                    duplicate: true,
+                });
+            }
+        }
+        if let Some(expected) = options.expected_end_offset {
+            if expected != state.next_offset {
+                return Err(Error::UnexpectedEndOffset {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    expected,
+                    actual: state.next_offset,
+                });
+            }
+        }
         let base_offset = state.next_offset;
         let last_offset = base_offset + i64::from(last_offset_delta);
         set_base_offset(batch, base_offset);
         set_partition_leader_epoch(batch, state.leader_epoch);
-        self.roll_if_needed(&mut state, batch.len() as u64, max_timestamp, last_offset)?;
         let header = BatchHeader::parse(batch)?;
+        self.roll_if_needed(&mut state, batch.len() as u64, header.max_timestamp, last_offset)?;
         self.write_batch(&mut state, batch, &header)?;
+        if let Some(producer) = &options.producer {
+            let metadata = BatchMetadata {
+                first_sequence: producer.base_sequence,
+                last_sequence: last_sequence(producer.base_sequence, last_offset_delta),
+                base_offset,
+                last_offset,
+                timestamp_ms: header.max_timestamp,
+            };
+            state.producers.record(producer.producer_id, producer.producer_epoch, metadata);
+        }
         let info = AppendInfo {
             base_offset,
             last_offset,
             log_append_time_ms: None,
             log_start_offset: state.log_start_offset,
+            duplicate: false,
         };
         drop(state);
         self.data_arrived.notify();
@@ -326,6 +415,10 @@ impl PartitionLog {
             return Ok(());
         }
         active.seal()?;
+        // The producer state as of the new segment's start, so recovery
+        // never has to read further back than one segment.
+        state.producers.expire(self.clock.now_ms());
+        write_snapshot(&self.dir, state.next_offset, &state.producers).at(&self.dir)?;
         let segment = Arc::new(Segment::create(&self.dir, state.next_offset)?);
         let mut segments = Vec::with_capacity(state.segments.len() + 1);
         segments.extend(state.segments.iter().cloned());
@@ -405,7 +498,12 @@ impl PartitionLog {
     /// the clean-shutdown half of closing. Returns the recovery point.
     pub(crate) fn close(&self) -> Result<i64> {
         let flushed = self.flush_now();
-        let active = Arc::clone(self.state.lock().active());
+        let (active, snapshot) = {
+            let mut state = self.state.lock();
+            state.producers.expire(self.clock.now_ms());
+            let snapshot = write_snapshot(&self.dir, state.next_offset, &state.producers).at(&self.dir);
+            (Arc::clone(state.active()), snapshot)
+        };
         // As Kafka does on close: the largest timestamp gets its entry, so
         // the next open finds it without a scan.
         active
@@ -416,6 +514,7 @@ impl PartitionLog {
         self.mark_closed();
         flushed?;
         persisted?;
+        snapshot?;
         Ok(self.state.lock().recovery_point)
     }
 
@@ -488,6 +587,8 @@ impl PartitionLog {
         state.directory_dirty = true;
         state.active_created_ms = self.clock.now_ms();
         state.active_first_timestamp = None;
+        state.producers.truncate_from(offset);
+        crate::storage::producer_state::remove_snapshots_after(&self.dir, offset).at(&self.dir)?;
         let before = state.epoch_entries.len();
         state
             .epoch_entries

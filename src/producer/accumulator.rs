@@ -1,0 +1,144 @@
+//! Records waiting to be appended, grouped per partition into batches, and
+//! the completions that senders wait on.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::record::Record;
+use crate::storage::{AppendInfo, PartitionLog};
+
+/// What a record's sender learns once its batch is appended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition the record went to.
+    pub partition: u32,
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's timestamp: its create time, or the append time on
+    /// `LogAppendTime` topics.
+    pub timestamp_ms: i64,
+}
+
+/// Called once with a record's outcome, on the producer's sender thread.
+pub(crate) type Callback = Box<dyn FnOnce(Result<RecordMetadata>) + Send>;
+
+/// The outcome of one batch, shared by the handles of its records.
+pub(crate) struct BatchCompletion {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: u32,
+    outcome: Mutex<Option<Result<AppendInfo>>>,
+    done: Condvar,
+}
+
+impl BatchCompletion {
+    pub(crate) fn new(topic: Arc<str>, partition: u32) -> Arc<Self> {
+        Arc::new(BatchCompletion {
+            topic,
+            partition,
+            outcome: Mutex::new(None),
+            done: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn complete(&self, outcome: Result<AppendInfo>) {
+        let mut slot = self.outcome.lock();
+        if slot.is_none() {
+            *slot = Some(outcome);
+        }
+        self.done.notify_all();
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.outcome.lock().is_some()
+    }
+
+    /// Blocks until the batch is appended (or failed).
+    pub(crate) fn wait(&self) -> Result<AppendInfo> {
+        let mut slot = self.outcome.lock();
+        loop {
+            match &*slot {
+                Some(Ok(info)) => return Ok(*info),
+                Some(Err(err)) => return Err(err.duplicate()),
+                None => self.done.wait(&mut slot),
+            }
+        }
+    }
+
+    /// The metadata of the record at `index` in the batch.
+    pub(crate) fn metadata(&self, info: &AppendInfo, index: u32, timestamp_ms: i64) -> RecordMetadata {
+        RecordMetadata {
+            topic: Arc::clone(&self.topic),
+            partition: self.partition,
+            offset: info.base_offset + i64::from(index),
+            timestamp_ms: info.log_append_time_ms.unwrap_or(timestamp_ms),
+        }
+    }
+}
+
+/// A batch being filled or waiting for the sender.
+pub(crate) struct PendingBatch {
+    pub(crate) records: Vec<Record>,
+    pub(crate) size_bytes: usize,
+    pub(crate) created_ms: i64,
+    pub(crate) completion: Arc<BatchCompletion>,
+    pub(crate) callbacks: Vec<(u32, i64, Callback)>,
+}
+
+/// The queue of one partition.
+pub(crate) struct QueueState {
+    /// The batch new records go into.
+    pub(crate) open: Option<PendingBatch>,
+    /// Full batches, oldest first.
+    pub(crate) ready: VecDeque<PendingBatch>,
+    /// Sequence number of the next batch's first record (idempotence).
+    pub(crate) next_sequence: i32,
+    /// Whether the queue is on the sender's list of non-empty queues.
+    pub(crate) enlisted: bool,
+}
+
+impl QueueState {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.open.is_none() && self.ready.is_empty()
+    }
+}
+
+pub(crate) struct PartitionQueue {
+    pub(crate) log: Arc<PartitionLog>,
+    pub(crate) state: Mutex<QueueState>,
+}
+
+impl PartitionQueue {
+    pub(crate) fn new(log: Arc<PartitionLog>) -> Self {
+        PartitionQueue {
+            log,
+            state: Mutex::new(QueueState {
+                open: None,
+                ready: VecDeque::new(),
+                next_sequence: 0,
+                enlisted: false,
+            }),
+        }
+    }
+}
+
+/// Fails every batch still queued (the producer is closing after its
+/// sender died, or the log went away).
+pub(crate) fn fail_all(queue: &PartitionQueue, error: &Error) {
+    let batches: Vec<PendingBatch> = {
+        let mut state = queue.state.lock();
+        let mut batches: Vec<_> = state.ready.drain(..).collect();
+        batches.extend(state.open.take());
+        batches
+    };
+    for batch in batches {
+        batch.completion.complete(Err(error.duplicate()));
+        for (_, _, callback) in batch.callbacks {
+            callback(Err(error.duplicate()));
+        }
+    }
+}

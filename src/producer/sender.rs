@@ -1,0 +1,118 @@
+//! The producer's sender thread: takes batches off the partition queues
+//! and appends them, one at a time per partition, in order.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::error::Error;
+use crate::producer::Shared;
+use crate::producer::accumulator::{PartitionQueue, PendingBatch, fail_all};
+use crate::storage::{AppendOptions, ProducerBatch};
+
+pub(crate) fn run(shared: &Shared) {
+    // If this thread dies, nobody may wait forever on a batch.
+    struct FailPending<'a>(&'a Shared);
+    impl Drop for FailPending<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.closing.store(true, Ordering::SeqCst);
+                let error = Error::Closed;
+                for queue in self.0.all_queues() {
+                    fail_all(&queue, &error);
+                }
+            }
+        }
+    }
+    let _guard = FailPending(shared);
+    let linger_ms = i64::try_from(shared.config.linger.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        shared.wake.take_signal();
+        let closing = shared.closing.load(Ordering::SeqCst);
+        let flushing = closing || shared.flush_requests.load(Ordering::SeqCst) > 0;
+        let now_ms = shared.log.clock().now_ms();
+        let queues = std::mem::take(&mut *shared.pending.lock());
+        let mut next_deadline_ms = i64::MAX;
+        let mut sent_any = false;
+        let mut still_pending = Vec::new();
+        for queue in queues {
+            let (batch, keep) = {
+                let mut state = queue.state.lock();
+                let batch = match state.ready.pop_front() {
+                    Some(batch) => Some(batch),
+                    None => {
+                        let due = state.open.as_ref().is_some_and(|open| {
+                            flushing || linger_ms == 0 || now_ms >= open.created_ms.saturating_add(linger_ms)
+                        });
+                        if due { state.open.take() } else { None }
+                    }
+                };
+                if let Some(open) = &state.open {
+                    next_deadline_ms = next_deadline_ms.min(open.created_ms.saturating_add(linger_ms));
+                }
+                let keep = !state.is_empty();
+                state.enlisted = keep;
+                (batch, keep)
+            };
+            if let Some(batch) = batch {
+                send_batch(shared, &queue, batch);
+                sent_any = true;
+            }
+            if keep {
+                still_pending.push(queue);
+            }
+        }
+        if !still_pending.is_empty() {
+            shared.pending.lock().extend(still_pending);
+        }
+        if sent_any {
+            continue;
+        }
+        if closing && shared.pending.lock().is_empty() {
+            return;
+        }
+        let clock = shared.log.clock();
+        shared.wake.wait_until(&**clock, next_deadline_ms, || {
+            shared.wake.is_signalled() || shared.closing.load(Ordering::SeqCst)
+        });
+    }
+}
+
+/// Appends one batch and completes its records.
+fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, batch: PendingBatch) {
+    let record_count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
+    let mut options = AppendOptions::default();
+    let base_sequence = queue.state.lock().next_sequence;
+    if let Some((producer_id, producer_epoch)) = shared.identity {
+        options = options.producer(ProducerBatch {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        });
+    }
+    let outcome = queue.log.append(&batch.records, &options);
+    if outcome.is_ok() {
+        // Sequences advance only for batches the partition took, so a
+        // refused batch leaves no gap.
+        let mut state = queue.state.lock();
+        state.next_sequence = if base_sequence > i32::MAX - record_count {
+            record_count - (i32::MAX - base_sequence) - 1
+        } else {
+            base_sequence + record_count
+        };
+    }
+    shared.buffered_bytes.fetch_sub(batch.size_bytes, Ordering::SeqCst);
+    shared.memory_freed.notify();
+    match &outcome {
+        Ok(info) => {
+            for (index, timestamp_ms, callback) in batch.callbacks {
+                callback(Ok(batch.completion.metadata(info, index, timestamp_ms)));
+            }
+        }
+        Err(err) => {
+            for (_, _, callback) in batch.callbacks {
+                callback(Err(err.duplicate()));
+            }
+        }
+    }
+    batch.completion.complete(outcome);
+}
