@@ -293,12 +293,14 @@ impl TopicConfig {
 #[must_use]
 pub struct LogConfig {
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) offsets_topic_partitions: u32,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             clock: Arc::new(SystemClock),
+            offsets_topic_partitions: 50,
         }
     }
 }
@@ -307,6 +309,7 @@ impl fmt::Debug for LogConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogConfig")
             .field("clock", &self.clock)
+            .field("offsets_topic_partitions", &self.offsets_topic_partitions)
             .finish()
     }
 }
@@ -316,6 +319,13 @@ impl LogConfig {
     /// time-outs. Defaults to [`SystemClock`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Partitions of the `__consumer_offsets` topic, used when it is first
+    /// created (`offsets.topic.num.partitions`). Defaults to 50.
+    pub fn offsets_topic_partitions(mut self, partitions: u32) -> Self {
+        self.offsets_topic_partitions = partitions.clamp(1, MAX_PARTITIONS);
         self
     }
 }

@@ -203,28 +203,47 @@ impl Error {
             },
             Error::TopicAlreadyExists(t) => Error::TopicAlreadyExists(t.clone()),
             Error::UnknownTopic(t) => Error::UnknownTopic(t.clone()),
-            Error::UnknownPartition { topic, partition, partition_count } => Error::UnknownPartition {
+            Error::UnknownPartition {
+                topic,
+                partition,
+                partition_count,
+            } => Error::UnknownPartition {
                 topic: topic.clone(),
                 partition: *partition,
                 partition_count: *partition_count,
             },
-            Error::RecordTooLarge { size_bytes, max_bytes } => Error::RecordTooLarge {
+            Error::RecordTooLarge {
+                size_bytes,
+                max_bytes,
+            } => Error::RecordTooLarge {
                 size_bytes: *size_bytes,
                 max_bytes: *max_bytes,
             },
             Error::InvalidRecord(m) => Error::InvalidRecord(m.clone()),
             Error::Closed => Error::Closed,
-            Error::Poisoned { topic, partition, reason } => Error::Poisoned {
+            Error::Poisoned {
+                topic,
+                partition,
+                reason,
+            } => Error::Poisoned {
                 topic: topic.clone(),
                 partition: *partition,
                 reason: reason.clone(),
             },
-            Error::OutOfOrderSequence { producer_id, expected, received } => Error::OutOfOrderSequence {
+            Error::OutOfOrderSequence {
+                producer_id,
+                expected,
+                received,
+            } => Error::OutOfOrderSequence {
                 producer_id: *producer_id,
                 expected: *expected,
                 received: *received,
             },
-            Error::ProducerFenced { producer_id, epoch, current_epoch } => Error::ProducerFenced {
+            Error::ProducerFenced {
+                producer_id,
+                epoch,
+                current_epoch,
+            } => Error::ProducerFenced {
                 producer_id: *producer_id,
                 epoch: *epoch,
                 current_epoch: *current_epoch,

@@ -34,6 +34,7 @@
 
 mod clock;
 mod config;
+mod consumer;
 mod error;
 mod log;
 mod notify;
@@ -48,16 +49,23 @@ pub use config::{
     CleanupPolicy, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SEGMENT_BYTES, Durability, LogConfig,
     TimestampType, TopicConfig,
 };
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, DEFAULT_OFFSETS_TOPIC_PARTITIONS,
+    OFFSETS_TOPIC, OffsetAndMetadata, OffsetReset, TopicPartition,
+};
 pub use error::{Error, Result};
 pub use log::{Log, PartitionDescription, PartitionOffsets, TailLoss, TopicDescription};
 pub use producer::{
-    DEFAULT_BATCH_SIZE_BYTES, DEFAULT_BUFFER_MEMORY_BYTES, DefaultPartitioner, Partitioner, Producer, ProducerConfig,
-    RecordMetadata, RoundRobinPartitioner, SendHandle, murmur2, partition_for_key,
+    DEFAULT_BATCH_SIZE_BYTES, DEFAULT_BUFFER_MEMORY_BYTES, DefaultPartitioner, Partitioner,
+    Producer, ProducerConfig, RecordMetadata, RoundRobinPartitioner, SendHandle, murmur2,
+    partition_for_key,
 };
 pub use reader::{DEFAULT_MAX_FETCH_BYTES, PartitionReader};
 pub use record::{
     BATCH_HEADER_LEN, BatchHeader, BatchView, Header, HeaderIter, HeaderView, HeadersView, Record,
     RecordIter, RecordView,
 };
-pub use storage::{AppendInfo, AppendOptions, Batches, Fetch, ProducerBatch, Records, TimestampOffset};
+pub use storage::{
+    AppendInfo, AppendOptions, Batches, Fetch, ProducerBatch, Records, TimestampOffset,
+};
 pub use topics::{MAX_TOPIC_NAME_LEN, validate_topic_name};

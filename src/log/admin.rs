@@ -113,13 +113,6 @@ impl Log {
         }
     }
 
-    fn bump_metadata_version(&self) {
-        self.inner
-            .registry
-            .metadata_version
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    }
-
     /// The names of all topics, sorted.
     pub fn topics(&self) -> Vec<String> {
         self.inner.registry.topics.read().keys().cloned().collect()

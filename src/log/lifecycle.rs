@@ -110,6 +110,7 @@ fn open(dir: PathBuf, config: LogConfig, remove_on_drop: bool) -> Result<Log> {
         Err(fs::TryLockError::Error(err)) => return Err(err).at(lock_path),
     }
     let clock = config.clock;
+    let offsets_topic_partitions = config.offsets_topic_partitions;
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let mut clean_shutdown = marker.exists();
     let mut checkpoint = |name: &str| -> HashMap<(String, u32), i64> {
@@ -170,6 +171,9 @@ fn open(dir: PathBuf, config: LogConfig, remove_on_drop: bool) -> Result<Log> {
     let registry = Arc::new(Registry {
         producer_ids,
         metadata_version: AtomicU64::new(0),
+        offsets_topic_partitions,
+        offset_store: Default::default(),
+        metadata_watchers: Mutex::new(Vec::new()),
         dir,
         clock,
         topics: RwLock::new(topics),

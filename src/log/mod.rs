@@ -57,6 +57,10 @@ pub(crate) struct Registry {
     /// Bumped whenever topics or partition counts change, so clients can
     /// cache what they looked up.
     pub(crate) metadata_version: AtomicU64,
+    pub(crate) offsets_topic_partitions: u32,
+    pub(crate) offset_store: crate::consumer::offsets::OffsetStore,
+    /// Woken when topics or partition counts change.
+    pub(crate) metadata_watchers: Mutex<Vec<std::sync::Weak<Notify>>>,
 }
 
 impl Registry {
@@ -153,6 +157,35 @@ impl Log {
     /// Bumped on every topic or partition-count change.
     pub(crate) fn metadata_version(&self) -> u64 {
         self.inner.registry.metadata_version.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn offsets_topic_partitions(&self) -> u32 {
+        self.inner.registry.offsets_topic_partitions
+    }
+
+    pub(crate) fn offset_store(&self) -> &crate::consumer::offsets::OffsetStore {
+        &self.inner.registry.offset_store
+    }
+
+    /// Wakes `notify` whenever topics or partition counts change.
+    pub(crate) fn watch_metadata(&self, notify: &Arc<Notify>) {
+        let mut watchers = self.inner.registry.metadata_watchers.lock();
+        watchers.retain(|w| w.strong_count() > 0);
+        watchers.push(Arc::downgrade(notify));
+    }
+
+    pub(crate) fn bump_metadata_version(&self) {
+        let registry = &self.inner.registry;
+        registry.metadata_version.fetch_add(1, Ordering::AcqRel);
+        let watchers: Vec<_> = registry
+            .metadata_watchers
+            .lock()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        for watcher in watchers {
+            watcher.notify();
+        }
     }
 
     /// Every partition of a topic, in order.

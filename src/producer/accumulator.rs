@@ -70,7 +70,12 @@ impl BatchCompletion {
     }
 
     /// The metadata of the record at `index` in the batch.
-    pub(crate) fn metadata(&self, info: &AppendInfo, index: u32, timestamp_ms: i64) -> RecordMetadata {
+    pub(crate) fn metadata(
+        &self,
+        info: &AppendInfo,
+        index: u32,
+        timestamp_ms: i64,
+    ) -> RecordMetadata {
         RecordMetadata {
             topic: Arc::clone(&self.topic),
             partition: self.partition,

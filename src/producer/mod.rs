@@ -34,7 +34,9 @@ use crate::record::Record;
 
 pub use accumulator::RecordMetadata;
 use accumulator::{BatchCompletion, Callback, PartitionQueue, PendingBatch};
-pub use partitioner::{DefaultPartitioner, Partitioner, RoundRobinPartitioner, murmur2, partition_for_key};
+pub use partitioner::{
+    DefaultPartitioner, Partitioner, RoundRobinPartitioner, murmur2, partition_for_key,
+};
 
 /// Kafka's `batch.size` default.
 pub const DEFAULT_BATCH_SIZE_BYTES: usize = 16 * 1024;
@@ -209,7 +211,9 @@ impl SendHandle {
     /// Blocks until the record is appended; returns where it went.
     pub fn wait(&self) -> Result<RecordMetadata> {
         let info = self.completion.wait()?;
-        Ok(self.completion.metadata(&info, self.index, self.timestamp_ms))
+        Ok(self
+            .completion
+            .metadata(&info, self.index, self.timestamp_ms))
     }
 
     /// Whether the record's batch was appended (or failed).
@@ -263,7 +267,10 @@ fn record_size(record: &Record) -> usize {
         .iter()
         .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len) + 4)
         .sum();
-    RECORD_OVERHEAD_BYTES + record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len) + headers
+    RECORD_OVERHEAD_BYTES
+        + record.key.as_ref().map_or(0, Vec::len)
+        + record.value.as_ref().map_or(0, Vec::len)
+        + headers
 }
 
 impl Producer {
@@ -292,7 +299,8 @@ impl Producer {
         record: Record,
         callback: impl FnOnce(Result<RecordMetadata>) + Send + 'static,
     ) -> Result<()> {
-        self.enqueue(topic, None, record, Some(Box::new(callback))).map(|_| ())
+        self.enqueue(topic, None, record, Some(Box::new(callback)))
+            .map(|_| ())
     }
 
     fn topic_queues(&self, topic: &str) -> Result<Arc<TopicQueues>> {
@@ -374,7 +382,8 @@ impl Producer {
         } else {
             Err(Error::BufferExhausted {
                 buffer_memory_bytes: limit,
-                max_block_ms: u64::try_from(shared.config.max_block.as_millis()).unwrap_or(u64::MAX),
+                max_block_ms: u64::try_from(shared.config.max_block.as_millis())
+                    .unwrap_or(u64::MAX),
             })
         }
     }
@@ -393,7 +402,10 @@ impl Producer {
         let topic_queues = self.topic_queues(topic)?;
         let partition_count = u32::try_from(topic_queues.queues.len()).unwrap_or(u32::MAX);
         let size = record_size(&record);
-        let batch_limit = shared.config.batch_size_bytes.min(topic_queues.max_batch_bytes);
+        let batch_limit = shared
+            .config
+            .batch_size_bytes
+            .min(topic_queues.max_batch_bytes);
         if size + crate::record::BATCH_HEADER_LEN > topic_queues.max_batch_bytes {
             return Err(Error::RecordTooLarge {
                 size_bytes: size + crate::record::BATCH_HEADER_LEN,
@@ -401,7 +413,9 @@ impl Producer {
             });
         }
         // Kafka's producer stamps the send time on records without one.
-        let timestamp_ms = *record.timestamp_ms.get_or_insert_with(|| shared.log.clock().now_ms());
+        let timestamp_ms = *record
+            .timestamp_ms
+            .get_or_insert_with(|| shared.log.clock().now_ms());
         let chosen = match partition {
             Some(partition) => Some(partition),
             None => shared.config.partitioner.partition(
@@ -416,11 +430,15 @@ impl Producer {
             Some(partition) => partition,
             None => topic_queues.sticky.lock().partition,
         };
-        let queue = topic_queues.queues.get(partition as usize).ok_or_else(|| Error::UnknownPartition {
-            topic: topic.to_owned(),
-            partition,
-            partition_count,
-        })?;
+        let queue =
+            topic_queues
+                .queues
+                .get(partition as usize)
+                .ok_or_else(|| Error::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                    partition_count,
+                })?;
         self.reserve_memory(size)?;
         let now_ms = shared.log.clock().now_ms();
         let (completion, index, enlist) = {

@@ -28,7 +28,13 @@ pub trait Partitioner: Send + Sync + fmt::Debug {
 pub struct DefaultPartitioner;
 
 impl Partitioner for DefaultPartitioner {
-    fn partition(&self, _topic: &str, key: Option<&[u8]>, _value: Option<&[u8]>, partition_count: u32) -> Option<u32> {
+    fn partition(
+        &self,
+        _topic: &str,
+        key: Option<&[u8]>,
+        _value: Option<&[u8]>,
+        partition_count: u32,
+    ) -> Option<u32> {
         key.map(|key| partition_for_key(key, partition_count))
     }
 }
@@ -41,7 +47,13 @@ pub struct RoundRobinPartitioner {
 }
 
 impl Partitioner for RoundRobinPartitioner {
-    fn partition(&self, topic: &str, _key: Option<&[u8]>, _value: Option<&[u8]>, partition_count: u32) -> Option<u32> {
+    fn partition(
+        &self,
+        topic: &str,
+        _key: Option<&[u8]>,
+        _value: Option<&[u8]>,
+        partition_count: u32,
+    ) -> Option<u32> {
         let mut next = self.next.lock();
         let counter = next.entry(topic.to_owned()).or_insert(0);
         let partition = *counter % partition_count.max(1);
@@ -103,18 +115,28 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
         ];
         for &(key, expected) in cases {
-            assert_eq!(murmur2(key), expected, "murmur2({:?})", String::from_utf8_lossy(key));
+            assert_eq!(
+                murmur2(key),
+                expected,
+                "murmur2({:?})",
+                String::from_utf8_lossy(key)
+            );
         }
     }
 
     #[test]
     fn round_robin_cycles_per_topic() {
         let partitioner = RoundRobinPartitioner::default();
-        let picks: Vec<_> = (0..5).map(|_| partitioner.partition("a", None, None, 3)).collect();
+        let picks: Vec<_> = (0..5)
+            .map(|_| partitioner.partition("a", None, None, 3))
+            .collect();
         assert_eq!(picks, vec![Some(0), Some(1), Some(2), Some(0), Some(1)]);
         assert_eq!(partitioner.partition("b", None, None, 3), Some(0));
     }

@@ -41,13 +41,16 @@ pub(crate) fn run(shared: &Shared) {
                     Some(batch) => Some(batch),
                     None => {
                         let due = state.open.as_ref().is_some_and(|open| {
-                            flushing || linger_ms == 0 || now_ms >= open.created_ms.saturating_add(linger_ms)
+                            flushing
+                                || linger_ms == 0
+                                || now_ms >= open.created_ms.saturating_add(linger_ms)
                         });
                         if due { state.open.take() } else { None }
                     }
                 };
                 if let Some(open) = &state.open {
-                    next_deadline_ms = next_deadline_ms.min(open.created_ms.saturating_add(linger_ms));
+                    next_deadline_ms =
+                        next_deadline_ms.min(open.created_ms.saturating_add(linger_ms));
                 }
                 let keep = !state.is_empty();
                 state.enlisted = keep;
@@ -100,7 +103,9 @@ fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, batch: PendingBatch)
             base_sequence + record_count
         };
     }
-    shared.buffered_bytes.fetch_sub(batch.size_bytes, Ordering::SeqCst);
+    shared
+        .buffered_bytes
+        .fetch_sub(batch.size_bytes, Ordering::SeqCst);
     shared.memory_freed.notify();
     match &outcome {
         Ok(info) => {

@@ -204,6 +204,11 @@ impl<'a> HeadersView<'a> {
     pub(crate) fn new(bytes: &'a [u8], count: usize) -> Self {
         HeadersView { bytes, count }
     }
+
+    /// The encoded headers and their count.
+    pub(crate) fn raw(&self) -> (&'a [u8], usize) {
+        (self.bytes, self.count)
+    }
 }
 
 impl<'a> RecordView<'a> {

@@ -216,7 +216,11 @@ fn rebuild_producer_state(
     }
     let mut table = ProducerStateTable::default();
     let mut from = segments[0].base_offset();
-    for &offset in snapshots.iter().rev().filter(|&&offset| offset <= next_offset) {
+    for &offset in snapshots
+        .iter()
+        .rev()
+        .filter(|&&offset| offset <= next_offset)
+    {
         let path = snapshot_path(dir, offset);
         let decoded = fs::read(&path)
             .at(&path)
@@ -227,7 +231,9 @@ fn rebuild_producer_state(
             break;
         }
     }
-    let first = segments.partition_point(|s| s.base_offset() <= from).saturating_sub(1);
+    let first = segments
+        .partition_point(|s| s.base_offset() <= from)
+        .saturating_sub(1);
     for (i, segment) in segments.iter().enumerate().skip(first) {
         let size = segment.size();
         let mut position = if i == first {

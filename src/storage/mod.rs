@@ -16,6 +16,6 @@ pub(crate) mod segment;
 
 pub use fetch::{Batches, Fetch, Records};
 pub(crate) use load::{LoadHints, PartitionContext};
-pub use partition::{AppendInfo, AppendOptions, ProducerBatch};
 pub(crate) use partition::PartitionLog;
+pub use partition::{AppendInfo, AppendOptions, ProducerBatch};
 pub use read::TimestampOffset;

@@ -4,8 +4,8 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -157,6 +157,9 @@ pub(crate) struct PartitionLog {
     /// Clock time of the last completed flush.
     pub(crate) last_flush_ms: AtomicI64,
     background: Arc<Notify>,
+    /// Consumers waiting on several partitions at once register here.
+    watchers: Mutex<Vec<Weak<Notify>>>,
+    watcher_count: AtomicUsize,
 }
 
 impl PartitionLog {
@@ -190,6 +193,8 @@ impl PartitionLog {
             needs_background_flush: AtomicBool::new(false),
             last_flush_ms: AtomicI64::new(now_ms),
             background,
+            watchers: Mutex::new(Vec::new()),
+            watcher_count: AtomicUsize::new(0),
         }
     }
 
@@ -303,7 +308,12 @@ impl PartitionLog {
         set_base_offset(batch, base_offset);
         set_partition_leader_epoch(batch, state.leader_epoch);
         let header = BatchHeader::parse(batch)?;
-        self.roll_if_needed(&mut state, batch.len() as u64, header.max_timestamp, last_offset)?;
+        self.roll_if_needed(
+            &mut state,
+            batch.len() as u64,
+            header.max_timestamp,
+            last_offset,
+        )?;
         self.write_batch(&mut state, batch, &header)?;
         if let Some(producer) = &options.producer {
             let metadata = BatchMetadata {
@@ -313,7 +323,9 @@ impl PartitionLog {
                 last_offset,
                 timestamp_ms: header.max_timestamp,
             };
-            state.producers.record(producer.producer_id, producer.producer_epoch, metadata);
+            state
+                .producers
+                .record(producer.producer_id, producer.producer_epoch, metadata);
         }
         let info = AppendInfo {
             base_offset,
@@ -323,7 +335,7 @@ impl PartitionLog {
             duplicate: false,
         };
         drop(state);
-        self.data_arrived.notify();
+        self.wake_readers();
         if self.config.durability == Durability::EveryAppend {
             self.flush_to(last_offset + 1)?;
         }
@@ -501,7 +513,8 @@ impl PartitionLog {
         let (active, snapshot) = {
             let mut state = self.state.lock();
             state.producers.expire(self.clock.now_ms());
-            let snapshot = write_snapshot(&self.dir, state.next_offset, &state.producers).at(&self.dir);
+            let snapshot =
+                write_snapshot(&self.dir, state.next_offset, &state.producers).at(&self.dir);
             (Arc::clone(state.active()), snapshot)
         };
         // As Kafka does on close: the largest timestamp gets its entry, so
@@ -522,7 +535,42 @@ impl PartitionLog {
     pub(crate) fn mark_closed(&self) {
         self.state.lock().closed = true;
         self.closed.store(true, Ordering::Release);
+        self.wake_readers();
+    }
+
+    /// Wakes readers waiting for data on this partition, and consumers
+    /// waiting on it among others.
+    fn wake_readers(&self) {
         self.data_arrived.notify();
+        // SeqCst pairs with `watch`: a watcher registered before the data
+        // was published is seen here.
+        if self.watcher_count.load(Ordering::SeqCst) > 0 {
+            let mut watchers = self.watchers.lock();
+            watchers.retain(|watcher| match watcher.upgrade() {
+                Some(notify) => {
+                    notify.notify();
+                    true
+                }
+                None => false,
+            });
+            self.watcher_count.store(watchers.len(), Ordering::SeqCst);
+        }
+    }
+
+    /// Registers `notify` to be woken by every append to this partition
+    /// until it is dropped or [`PartitionLog::unwatch`]ed.
+    pub(crate) fn watch(&self, notify: &Arc<Notify>) {
+        let mut watchers = self.watchers.lock();
+        watchers.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(notify)));
+        watchers.push(Arc::downgrade(notify));
+        self.watcher_count.store(watchers.len(), Ordering::SeqCst);
+    }
+
+    /// Stops waking `notify`.
+    pub(crate) fn unwatch(&self, notify: &Arc<Notify>) {
+        let mut watchers = self.watchers.lock();
+        watchers.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(notify)));
+        self.watcher_count.store(watchers.len(), Ordering::SeqCst);
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -68,7 +68,11 @@ pub(crate) fn last_sequence(base_sequence: i32, last_offset_delta: i32) -> i32 {
 }
 
 fn next_sequence(sequence: i32) -> i32 {
-    if sequence == i32::MAX { 0 } else { sequence + 1 }
+    if sequence == i32::MAX {
+        0
+    } else {
+        sequence + 1
+    }
 }
 
 /// Every producer id seen in a partition, with its retained batches.
@@ -123,7 +127,10 @@ impl ProducerStateTable {
         {
             return Ok(SequenceCheck::Duplicate(*duplicate));
         }
-        let expected = entry.batches.back().map_or(0, |b| next_sequence(b.last_sequence));
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |b| next_sequence(b.last_sequence));
         if first_sequence != expected {
             return Err(Error::OutOfOrderSequence {
                 producer_id,
@@ -136,10 +143,13 @@ impl ProducerStateTable {
 
     /// Remembers an appended batch.
     pub(crate) fn record(&mut self, producer_id: i64, epoch: i16, batch: BatchMetadata) {
-        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry {
-            epoch,
-            batches: VecDeque::with_capacity(RETAINED_BATCHES),
-        });
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                batches: VecDeque::with_capacity(RETAINED_BATCHES),
+            });
         if epoch != entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
@@ -168,7 +178,8 @@ impl ProducerStateTable {
     /// Forgets producers idle since before `now_ms - PRODUCER_ID_EXPIRATION_MS`.
     pub(crate) fn expire(&mut self, now_ms: i64) {
         let cutoff = now_ms.saturating_sub(PRODUCER_ID_EXPIRATION_MS);
-        self.producers.retain(|_, entry| entry.last_timestamp() >= cutoff);
+        self.producers
+            .retain(|_, entry| entry.last_timestamp() >= cutoff);
     }
 
     /// Drops batches at or after `offset` (truncation).
@@ -192,9 +203,14 @@ impl ProducerStateTable {
             .filter_map(|(id, entry)| entry.batches.back().map(|last| (*id, entry.epoch, *last)))
             .collect();
         entries.sort_unstable_by_key(|(id, _, _)| *id);
-        body.extend_from_slice(&i32::try_from(entries.len()).unwrap_or(i32::MAX).to_be_bytes());
+        body.extend_from_slice(
+            &i32::try_from(entries.len())
+                .unwrap_or(i32::MAX)
+                .to_be_bytes(),
+        );
         for (id, epoch, last) in entries {
-            let offset_delta = i32::try_from(last.last_offset - last.base_offset).unwrap_or(i32::MAX);
+            let offset_delta =
+                i32::try_from(last.last_offset - last.base_offset).unwrap_or(i32::MAX);
             body.extend_from_slice(&id.to_be_bytes());
             body.extend_from_slice(&epoch.to_be_bytes());
             body.extend_from_slice(&last.last_sequence.to_be_bytes());
@@ -241,7 +257,8 @@ impl ProducerStateTable {
                 b.copy_from_slice(&raw[at..at + 8]);
                 i64::from_be_bytes(b)
             };
-            let i32_at = |at: usize| i32::from_be_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+            let i32_at =
+                |at: usize| i32::from_be_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
             let producer_id = i64_at(0);
             let epoch = i16::from_be_bytes([raw[8], raw[9]]);
             let last_sequence = i32_at(10);
@@ -293,7 +310,11 @@ pub(crate) fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
 
 /// Writes the table as the snapshot at `offset` and removes all but the
 /// newest two snapshots.
-pub(crate) fn write_snapshot(dir: &Path, offset: i64, table: &ProducerStateTable) -> io::Result<()> {
+pub(crate) fn write_snapshot(
+    dir: &Path,
+    offset: i64,
+    table: &ProducerStateTable,
+) -> io::Result<()> {
     write_atomically(&snapshot_path(dir, offset), &table.encode_snapshot(), false)?;
     let offsets = list_snapshots(dir)?;
     for old in offsets.iter().rev().skip(2) {
@@ -331,15 +352,39 @@ mod tests {
     #[test]
     fn duplicates_gaps_and_fencing() {
         let mut table = ProducerStateTable::default();
-        assert_eq!(table.check(7, 0, 0, 4).expect("first"), SequenceCheck::Append);
+        assert_eq!(
+            table.check(7, 0, 0, 4).expect("first"),
+            SequenceCheck::Append
+        );
         table.record(7, 0, batch(0, 4, 100));
-        assert_eq!(table.check(7, 0, 0, 4).expect("dup"), SequenceCheck::Duplicate(batch(0, 4, 100)));
-        assert!(matches!(table.check(7, 0, 6, 6), Err(Error::OutOfOrderSequence { expected: 5, .. })));
-        assert_eq!(table.check(7, 0, 5, 5).expect("next"), SequenceCheck::Append);
-        assert_eq!(table.check(7, 1, 0, 0).expect("new epoch"), SequenceCheck::Append);
+        assert_eq!(
+            table.check(7, 0, 0, 4).expect("dup"),
+            SequenceCheck::Duplicate(batch(0, 4, 100))
+        );
+        assert!(matches!(
+            table.check(7, 0, 6, 6),
+            Err(Error::OutOfOrderSequence { expected: 5, .. })
+        ));
+        assert_eq!(
+            table.check(7, 0, 5, 5).expect("next"),
+            SequenceCheck::Append
+        );
+        assert_eq!(
+            table.check(7, 1, 0, 0).expect("new epoch"),
+            SequenceCheck::Append
+        );
         table.record(7, 1, batch(0, 0, 200));
-        assert!(matches!(table.check(7, 0, 5, 5), Err(Error::ProducerFenced { current_epoch: 1, .. })));
-        assert!(matches!(table.check(8, 0, 3, 3), Err(Error::OutOfOrderSequence { .. })));
+        assert!(matches!(
+            table.check(7, 0, 5, 5),
+            Err(Error::ProducerFenced {
+                current_epoch: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            table.check(8, 0, 3, 3),
+            Err(Error::OutOfOrderSequence { .. })
+        ));
     }
 
     #[test]
@@ -359,8 +404,14 @@ mod tests {
         let bytes = table.encode_snapshot();
         assert_eq!(bytes.len(), 10 + 2 * SNAPSHOT_ENTRY_LEN);
         let back = ProducerStateTable::decode_snapshot(Path::new("s"), &bytes).expect("decode");
-        assert_eq!(back.check(1, 0, 10, 19).expect("dup"), SequenceCheck::Duplicate(batch(10, 19, 10)));
-        assert_eq!(back.check(1, 0, 20, 20).expect("next"), SequenceCheck::Append);
+        assert_eq!(
+            back.check(1, 0, 10, 19).expect("dup"),
+            SequenceCheck::Duplicate(batch(10, 19, 10))
+        );
+        assert_eq!(
+            back.check(1, 0, 20, 20).expect("next"),
+            SequenceCheck::Append
+        );
         assert_eq!(back.check(2, 3, 1, 1).expect("next"), SequenceCheck::Append);
         let mut bad = bytes.clone();
         bad[12] ^= 1;
