@@ -155,6 +155,54 @@ pub enum Error {
         /// Why it does not parse.
         reason: String,
     },
+    /// A consumer group member the coordinator no longer knows: it left,
+    /// or was removed for missing its session time-out or poll interval.
+    /// It must rejoin; its partitions may belong to others now.
+    #[error("member {member_id:?} is not in group {group:?} (removed or never joined)")]
+    UnknownMember {
+        /// The group.
+        group: String,
+        /// The member id.
+        member_id: String,
+    },
+    /// A static member replaced by a newer consumer with the same
+    /// `group_instance_id`.
+    #[error("group {group:?} instance {instance_id:?} was taken over by a newer consumer")]
+    FencedInstanceId {
+        /// The group.
+        group: String,
+        /// The static instance id.
+        instance_id: String,
+    },
+    /// A commit or sync from a member of an older generation of the group.
+    #[error("group {group:?} is at generation {current}; generation {generation} is stale")]
+    IllegalGeneration {
+        /// The group.
+        group: String,
+        /// The generation the member acted in.
+        generation: i32,
+        /// The group's current generation.
+        current: i32,
+    },
+    /// The group is rebalancing; the member must finish joining first.
+    #[error("group {0:?} is rebalancing")]
+    RebalanceInProgress(String),
+    /// An administrative operation that needs a group without members.
+    #[error("group {0:?} has active members")]
+    GroupNotEmpty(String),
+    /// A group that does not exist.
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+    /// A member asked for an assignment strategy other than the group's.
+    #[error("group {group:?} uses strategy {current}; a member asked for {requested}")]
+    InconsistentGroupProtocol {
+        /// The group.
+        group: String,
+        /// The group's strategy.
+        current: &'static str,
+        /// The member's.
+        requested: &'static str,
+    },
     /// Another `Log`, in this process or another, holds the directory.
     #[error("log directory {} is already open elsewhere", path.display())]
     AlreadyOpen {

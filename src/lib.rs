@@ -36,6 +36,7 @@ mod clock;
 mod config;
 mod consumer;
 mod error;
+mod group;
 mod log;
 mod notify;
 mod producer;
@@ -54,6 +55,10 @@ pub use consumer::{
     OFFSETS_TOPIC, OffsetAndMetadata, OffsetReset, TopicPartition,
 };
 pub use error::{Error, Result};
+pub use group::{
+    Assignment, AssignmentStrategy, GroupDescription, GroupState, MemberDescription,
+    MemberSubscription, OffsetSpec, PartitionLag, assign,
+};
 pub use log::{Log, PartitionDescription, PartitionOffsets, TailLoss, TopicDescription};
 pub use producer::{
     DEFAULT_BATCH_SIZE_BYTES, DEFAULT_BUFFER_MEMORY_BYTES, DefaultPartitioner, Partitioner,

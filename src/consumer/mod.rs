@@ -19,6 +19,7 @@
 //! # Ok::<(), brooklet::Error>(())
 //! ```
 
+mod membership;
 pub(crate) mod offsets;
 mod records;
 
@@ -27,12 +28,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::group::AssignmentStrategy;
+use crate::group::coordinator::Subscription as GroupSubscription;
 use crate::log::{Log, deadline_after};
 use crate::notify::Notify;
 use crate::storage::fetch::ReadCursor;
 use crate::storage::{Fetch, PartitionLog, TimestampOffset};
 use crate::topics::validate_topic_name;
 
+use membership::Membership;
+pub use membership::RebalanceListener;
 pub use offsets::{
     DEFAULT_OFFSETS_TOPIC_PARTITIONS, OFFSETS_TOPIC, OffsetAndMetadata, TopicPartition,
 };
@@ -64,6 +69,11 @@ pub struct ConsumerConfig {
     max_poll_records: usize,
     fetch_max_bytes: usize,
     max_partition_fetch_bytes: usize,
+    client_id: String,
+    group_instance_id: Option<String>,
+    session_timeout: Duration,
+    max_poll_interval: Duration,
+    assignment_strategy: AssignmentStrategy,
 }
 
 impl Default for ConsumerConfig {
@@ -76,6 +86,11 @@ impl Default for ConsumerConfig {
             max_poll_records: 500,
             fetch_max_bytes: 50 * 1024 * 1024,
             max_partition_fetch_bytes: 1024 * 1024,
+            client_id: "consumer".to_owned(),
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            max_poll_interval: Duration::from_secs(300),
+            assignment_strategy: AssignmentStrategy::Range,
         }
     }
 }
@@ -125,6 +140,38 @@ impl ConsumerConfig {
     /// (`max.partition.fetch.bytes`). Defaults to 1 MiB.
     pub fn max_partition_fetch_bytes(mut self, bytes: usize) -> Self {
         self.max_partition_fetch_bytes = bytes.max(1);
+        self
+    }
+    /// Prefix of the member id (`client.id`). Defaults to `consumer`.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+    /// A static member id (`group.instance.id`): a consumer that comes back
+    /// with it within the session time-out gets its partitions back without
+    /// a rebalance. Defaults to none.
+    pub fn group_instance_id(mut self, instance_id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(instance_id.into());
+        self
+    }
+    /// How long a member whose consumer went away without leaving (a
+    /// crash, or a static member's close) keeps its place, by the log's
+    /// clock (`session.timeout.ms`). Defaults to 45 s.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+    /// Longest time between polls, and to re-join in a rebalance, before a
+    /// member is removed, by the log's clock (`max.poll.interval.ms`).
+    /// Defaults to 300 s.
+    pub fn max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
+        self
+    }
+    /// How the group divides partitions (`partition.assignment.strategy`).
+    /// Defaults to [`AssignmentStrategy::Range`].
+    pub fn assignment_strategy(mut self, strategy: AssignmentStrategy) -> Self {
+        self.assignment_strategy = strategy;
         self
     }
 }
@@ -178,6 +225,8 @@ pub struct Consumer {
     seen_metadata_version: u64,
     last_commit_ms: i64,
     closed: bool,
+    membership: Option<Membership>,
+    listener: Option<Box<dyn RebalanceListener>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -204,6 +253,8 @@ impl Log {
             wake,
             seen_metadata_version: u64::MAX,
             closed: false,
+            membership: None,
+            listener: None,
         }
     }
 
@@ -231,14 +282,20 @@ impl Log {
 }
 
 impl Consumer {
-    /// Subscribes to these topics (replacing any earlier subscription). For
-    /// now a subscription assigns every partition of the topics to this
-    /// consumer; topics that do not exist yet are picked up when created.
+    /// Subscribes to these topics (replacing any earlier subscription).
+    /// With a group id the consumer joins the group and gets its share of
+    /// the partitions at the next poll; without one it reads every
+    /// partition. Topics that do not exist yet are picked up when created.
     pub fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
         for topic in topics {
             validate_topic_name(topic)?;
         }
-        self.subscription = Subscription::Topics(topics.iter().map(|t| (*t).to_owned()).collect());
+        let topics: BTreeSet<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        if self.config.group_id.is_some() {
+            self.subscription = Subscription::None;
+            return self.join_group(GroupSubscription::Topics(topics));
+        }
+        self.subscription = Subscription::Topics(topics);
         self.seen_metadata_version = u64::MAX;
         self.refresh_subscription()
     }
@@ -253,6 +310,10 @@ impl Consumer {
                 reason: err.to_string(),
             }
         })?;
+        if self.config.group_id.is_some() {
+            self.subscription = Subscription::None;
+            return self.join_group(GroupSubscription::Pattern(regex));
+        }
         self.subscription = Subscription::Pattern(regex);
         self.seen_metadata_version = u64::MAX;
         self.refresh_subscription()
@@ -265,13 +326,15 @@ impl Consumer {
         for tp in partitions {
             wanted.push((tp.clone(), self.log.partition(&tp.topic, tp.partition)?));
         }
+        self.leave_group(true);
         self.subscription = Subscription::Manual;
         self.set_assignment(wanted);
         Ok(())
     }
 
-    /// Drops the subscription and the assignment.
+    /// Drops the subscription and the assignment, leaving the group.
     pub fn unsubscribe(&mut self) {
+        self.leave_group(true);
         self.subscription = Subscription::None;
         self.set_assignment(Vec::new());
     }
@@ -567,25 +630,58 @@ impl Consumer {
         if self.closed {
             return Err(Error::Closed);
         }
-        self.maybe_auto_commit()?;
         let clock = Arc::clone(self.log.clock());
         let deadline_ms = deadline_after(&*clock, timeout);
+        self.mark_polling(true);
+        let result = self.poll_until(deadline_ms);
+        self.mark_polling(false);
+        result
+    }
+
+    /// Tells the group coordinator this member is (or stopped) polling.
+    fn mark_polling(&self, polling: bool) {
+        if let Some(membership) = &self.membership {
+            let liveness = &membership.liveness;
+            liveness.last_poll_ms.store(
+                self.log.clock().now_ms(),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            liveness
+                .in_poll
+                .store(polling, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn poll_until(&mut self, deadline_ms: i64) -> Result<ConsumerRecords> {
+        let clock = Arc::clone(self.log.clock());
+        self.sync_group()?;
+        self.maybe_auto_commit()?;
         loop {
             self.refresh_subscription()?;
+            self.sync_group()?;
             let records = self.fetch_available()?;
             if !records.is_empty() {
                 return Ok(records);
             }
             let wake = Arc::clone(&self.wake);
-            let version = self.seen_metadata_version;
-            let arrived = wake.wait_until(&*clock, deadline_ms, || {
+            let version = self.log.metadata_version();
+            // Wake up in time to notice a member of the group expiring.
+            let group_deadline_ms = self.membership.as_ref().map_or(i64::MAX, |m| {
+                self.log.group_coordinator().next_deadline_ms(&m.group_id)
+            });
+            let news = self.membership.as_ref().map(|m| Arc::clone(&m.liveness));
+            wake.wait_until(&*clock, deadline_ms.min(group_deadline_ms), || {
                 self.log.metadata_version() != version
+                    || news
+                        .as_ref()
+                        .is_some_and(|n| n.news.load(std::sync::atomic::Ordering::SeqCst))
                     || self.assignment.iter().any(|a| !a.paused && a.has_data())
                     || self.log.check_open().is_err()
             });
             self.log.check_open()?;
-            if !arrived {
-                return Ok(ConsumerRecords::default());
+            if clock.now_ms() >= deadline_ms {
+                self.sync_group()?;
+                return self.fetch_available();
             }
         }
     }
@@ -693,6 +789,7 @@ impl Consumer {
         } else {
             Ok(())
         };
+        self.leave_group(false);
         self.set_assignment(Vec::new());
         result
     }

@@ -171,6 +171,11 @@ fn decode_key(key: &[u8]) -> Option<CommitKey> {
 fn decode_value(value: &[u8]) -> Option<OffsetAndMetadata> {
     let mut reader = Reader { bytes: value };
     let version = reader.i16()?;
+    // Version 4 and later are flexible (compact strings, tagged fields),
+    // which brooklet neither writes nor reads yet.
+    if !(0..=3).contains(&version) {
+        return None;
+    }
     let offset = reader.i64()?;
     if version >= 3 {
         reader.i32()?; // leader epoch
@@ -271,6 +276,42 @@ impl OffsetStore {
             offsets.sort_by(|a, b| a.0.cmp(&b.0));
             offsets
         })
+    }
+
+    /// Removes every commit of a group (tombstones in the offsets topic).
+    pub(crate) fn delete_group(&self, log: &Log, group: &str) -> Result<()> {
+        let now_ms = log.clock().now_ms();
+        self.with_cache(log, |cache| {
+            let keys: Vec<CommitKey> = cache
+                .keys()
+                .filter(|(g, _, _)| g == group)
+                .cloned()
+                .collect();
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let records = keys
+                .iter()
+                .map(|(g, t, p)| {
+                    Ok(Record {
+                        key: Some(encode_key(g, t, *p)?),
+                        value: None,
+                        headers: Vec::new(),
+                        timestamp_ms: Some(now_ms),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let partitions = ensure_offsets_topic(log)?;
+            log.append(
+                OFFSETS_TOPIC,
+                partition_for_group(group, partitions),
+                &records,
+            )?;
+            for key in keys {
+                cache.remove(&key);
+            }
+            Ok(())
+        })?
     }
 
     /// Every group with committed offsets.

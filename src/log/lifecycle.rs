@@ -173,6 +173,7 @@ fn open(dir: PathBuf, config: LogConfig, remove_on_drop: bool) -> Result<Log> {
         metadata_version: AtomicU64::new(0),
         offsets_topic_partitions,
         offset_store: Default::default(),
+        group_coordinator: Default::default(),
         metadata_watchers: Mutex::new(Vec::new()),
         dir,
         clock,

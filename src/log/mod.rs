@@ -59,6 +59,7 @@ pub(crate) struct Registry {
     pub(crate) metadata_version: AtomicU64,
     pub(crate) offsets_topic_partitions: u32,
     pub(crate) offset_store: crate::consumer::offsets::OffsetStore,
+    pub(crate) group_coordinator: crate::group::coordinator::GroupCoordinator,
     /// Woken when topics or partition counts change.
     pub(crate) metadata_watchers: Mutex<Vec<std::sync::Weak<Notify>>>,
 }
@@ -165,6 +166,10 @@ impl Log {
 
     pub(crate) fn offset_store(&self) -> &crate::consumer::offsets::OffsetStore {
         &self.inner.registry.offset_store
+    }
+
+    pub(crate) fn group_coordinator(&self) -> &crate::group::coordinator::GroupCoordinator {
+        &self.inner.registry.group_coordinator
     }
 
     /// Wakes `notify` whenever topics or partition counts change.

@@ -509,6 +509,9 @@ impl PartitionLog {
     /// Writes the active segment's index entries and flushes everything:
     /// the clean-shutdown half of closing. Returns the recovery point.
     pub(crate) fn close(&self) -> Result<i64> {
+        // Refuse appends first, so none can land after the final flush and
+        // be taken for flushed by the clean-shutdown marker.
+        self.mark_closed();
         let flushed = self.flush_now();
         let (active, snapshot) = {
             let mut state = self.state.lock();
@@ -524,7 +527,6 @@ impl PartitionLog {
             .lock()
             .append_time_entry(active.base_offset());
         let persisted = active.persist_indexes(true);
-        self.mark_closed();
         flushed?;
         persisted?;
         snapshot?;
