@@ -576,13 +576,28 @@ impl Consumer {
         self.commit_offsets(&offsets)
     }
 
-    /// Commits these offsets for the consumer's group.
+    /// Commits these offsets for the consumer's group. A group member's
+    /// commit is refused once it is no longer part of the group's current
+    /// generation ([`Error::UnknownMember`], [`Error::IllegalGeneration`]);
+    /// a consumer outside the group can only commit while the group has no
+    /// members ([`Error::GroupNotEmpty`]).
     pub fn commit_offsets(
         &mut self,
         offsets: &[(TopicPartition, OffsetAndMetadata)],
     ) -> Result<()> {
         let group = self.group()?.to_owned();
-        self.log.offset_store().commit(&self.log, &group, offsets)?;
+        let member = self
+            .membership
+            .as_ref()
+            .map(|m| (m.member_id.clone(), m.generation));
+        self.log.group_coordinator().commit(
+            &self.log,
+            &group,
+            member
+                .as_ref()
+                .map(|(id, generation)| (id.as_str(), *generation)),
+            offsets,
+        )?;
         self.last_commit_ms = self.log.clock().now_ms();
         Ok(())
     }
