@@ -294,6 +294,9 @@ impl TopicConfig {
 pub struct LogConfig {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) offsets_topic_partitions: u32,
+    pub(crate) retention_check_interval: Duration,
+    pub(crate) cleaner_backoff: Duration,
+    pub(crate) cleaner_buffer_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -301,6 +304,9 @@ impl Default for LogConfig {
         LogConfig {
             clock: Arc::new(SystemClock),
             offsets_topic_partitions: 50,
+            retention_check_interval: Duration::from_secs(300),
+            cleaner_backoff: Duration::from_secs(15),
+            cleaner_buffer_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -310,6 +316,9 @@ impl fmt::Debug for LogConfig {
         f.debug_struct("LogConfig")
             .field("clock", &self.clock)
             .field("offsets_topic_partitions", &self.offsets_topic_partitions)
+            .field("retention_check_interval", &self.retention_check_interval)
+            .field("cleaner_backoff", &self.cleaner_backoff)
+            .field("cleaner_buffer_bytes", &self.cleaner_buffer_bytes)
             .finish()
     }
 }
@@ -319,6 +328,28 @@ impl LogConfig {
     /// time-outs. Defaults to [`SystemClock`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// How often the background cleaner applies retention, by the log's
+    /// clock (`log.retention.check.interval.ms`). Defaults to 5 minutes.
+    pub fn retention_check_interval(mut self, interval: Duration) -> Self {
+        self.retention_check_interval = interval;
+        self
+    }
+
+    /// How long the cleaner waits when no partition needs compaction, by
+    /// the log's clock (`log.cleaner.backoff.ms`). Defaults to 15 s.
+    pub fn cleaner_backoff(mut self, backoff: Duration) -> Self {
+        self.cleaner_backoff = backoff;
+        self
+    }
+
+    /// Memory for compaction's key map; a dirty section with more keys is
+    /// cleaned in several passes (`log.cleaner.dedupe.buffer.size`).
+    /// Defaults to 128 MiB.
+    pub fn cleaner_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.cleaner_buffer_bytes = bytes.max(1024);
         self
     }
 

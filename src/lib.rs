@@ -32,6 +32,7 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+mod cleaner;
 mod clock;
 mod config;
 mod consumer;

@@ -720,10 +720,10 @@ impl Consumer {
             if self.assignment[i].paused {
                 continue;
             }
-            if self.assignment[i].buffered.is_none() {
-                if budget == 0 || !self.fill(i, &mut budget)? {
-                    continue;
-                }
+            if self.assignment[i].buffered.is_none()
+                && (budget == 0 || !self.fill(i, &mut budget)?)
+            {
+                continue;
             }
             let assigned = &mut self.assignment[i];
             let Some((fetched, next)) = assigned.buffered.take() else {

@@ -27,6 +27,8 @@ pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 pub(crate) const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 /// Kafka's per-directory checkpoint of log start offsets.
 pub(crate) const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
+/// Kafka's per-directory checkpoint of how far compaction has cleaned.
+pub(crate) const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 /// The file a process locks while it has the directory open.
 pub(crate) const LOCK_FILE: &str = ".lock";
 
@@ -111,6 +113,10 @@ fn open(dir: PathBuf, config: LogConfig, remove_on_drop: bool) -> Result<Log> {
     }
     let clock = config.clock;
     let offsets_topic_partitions = config.offsets_topic_partitions;
+    let to_ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let retention_check_interval_ms = to_ms(config.retention_check_interval).max(1);
+    let cleaner_backoff_ms = to_ms(config.cleaner_backoff).max(1);
+    let cleaner_buffer_bytes = config.cleaner_buffer_bytes;
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let mut clean_shutdown = marker.exists();
     let mut checkpoint = |name: &str| -> HashMap<(String, u32), i64> {
@@ -125,6 +131,7 @@ fn open(dir: PathBuf, config: LogConfig, remove_on_drop: bool) -> Result<Log> {
     };
     let recovery_points = checkpoint(RECOVERY_POINT_CHECKPOINT);
     let log_starts = checkpoint(LOG_START_CHECKPOINT);
+    let cleaned = checkpoint(CLEANER_CHECKPOINT);
     let background = Notify::new(&*clock);
     let mut topics = BTreeMap::new();
     for (name, topic_config) in load_configs(&dir)? {
@@ -145,6 +152,7 @@ fn open(dir: PathBuf, config: LogConfig, remove_on_drop: bool) -> Result<Log> {
                     clean_shutdown,
                     recovery_point: recovery_points.get(&key).copied(),
                     log_start_offset: log_starts.get(&key).copied(),
+                    first_dirty_offset: cleaned.get(&key).copied(),
                 };
                 PartitionLog::load(ctx, hints)?
             } else {
@@ -172,6 +180,11 @@ fn open(dir: PathBuf, config: LogConfig, remove_on_drop: bool) -> Result<Log> {
         producer_ids,
         metadata_version: AtomicU64::new(0),
         offsets_topic_partitions,
+        cleaner_wake: Notify::new(&*clock),
+        retention_check_interval_ms,
+        cleaner_backoff_ms,
+        cleaner_buffer_bytes,
+        checkpoint_lock: Mutex::new(()),
         offset_store: Default::default(),
         group_coordinator: Default::default(),
         metadata_watchers: Mutex::new(Vec::new()),
@@ -182,12 +195,14 @@ fn open(dir: PathBuf, config: LogConfig, remove_on_drop: bool) -> Result<Log> {
         shutting_down: AtomicBool::new(false),
     });
     let flusher = flusher::spawn(Arc::clone(&registry)).at(&registry.dir)?;
+    let cleaner = crate::cleaner::spawn(Arc::clone(&registry)).at(&registry.dir)?;
     Ok(Log {
         inner: Arc::new(LogInner {
             registry,
             admin_lock: Mutex::new(()),
             lock_file: Mutex::new(Some(lock_file)),
             flusher: Mutex::new(Some(flusher)),
+            cleaner: Mutex::new(Some(cleaner)),
             closed: AtomicBool::new(false),
             remove_on_drop,
         }),
@@ -198,18 +213,24 @@ impl Registry {
     /// Writes the recovery-point and log-start checkpoints for every
     /// partition.
     pub(crate) fn write_checkpoints(&self) -> Result<()> {
+        let _writer = self.checkpoint_lock.lock();
         let mut recovery_points = Vec::new();
         let mut log_starts = Vec::new();
+        let mut cleaned = Vec::new();
         for topic in self.topics.read().values() {
             for (partition, log) in topic.partitions.read().iter().enumerate() {
                 let partition = u32::try_from(partition).unwrap_or(u32::MAX);
                 let state = log.state.lock();
                 recovery_points.push((topic.name.clone(), partition, state.recovery_point));
                 log_starts.push((topic.name.clone(), partition, state.log_start_offset));
+                if state.first_dirty_offset > state.log_start_offset {
+                    cleaned.push((topic.name.clone(), partition, state.first_dirty_offset));
+                }
             }
         }
         write_offset_checkpoint(&self.dir.join(RECOVERY_POINT_CHECKPOINT), &recovery_points)?;
-        write_offset_checkpoint(&self.dir.join(LOG_START_CHECKPOINT), &log_starts)
+        write_offset_checkpoint(&self.dir.join(LOG_START_CHECKPOINT), &log_starts)?;
+        write_offset_checkpoint(&self.dir.join(CLEANER_CHECKPOINT), &cleaned)
     }
 }
 
@@ -217,9 +238,12 @@ impl LogInner {
     fn stop_flusher(&self) {
         self.registry.shutting_down.store(true, Ordering::SeqCst);
         self.registry.background.signal();
-        if let Some(handle) = self.flusher.lock().take() {
-            // A panicked flusher has nothing left to clean up.
-            let _ = handle.join();
+        self.registry.cleaner_wake.signal();
+        for thread in [&self.flusher, &self.cleaner] {
+            if let Some(handle) = thread.lock().take() {
+                // A panicked thread has nothing left to clean up.
+                let _ = handle.join();
+            }
         }
     }
 

@@ -60,6 +60,13 @@ pub(crate) struct Registry {
     pub(crate) offsets_topic_partitions: u32,
     pub(crate) offset_store: crate::consumer::offsets::OffsetStore,
     pub(crate) group_coordinator: crate::group::coordinator::GroupCoordinator,
+    /// Wakes the cleaner thread.
+    pub(crate) cleaner_wake: Arc<Notify>,
+    pub(crate) retention_check_interval_ms: i64,
+    pub(crate) cleaner_backoff_ms: i64,
+    pub(crate) cleaner_buffer_bytes: usize,
+    /// Serialises writers of the directory's checkpoint files.
+    pub(crate) checkpoint_lock: Mutex<()>,
     /// Woken when topics or partition counts change.
     pub(crate) metadata_watchers: Mutex<Vec<std::sync::Weak<Notify>>>,
 }
@@ -82,6 +89,7 @@ pub(crate) struct LogInner {
     /// Held (with an exclusive OS lock) while the log is open.
     pub(crate) lock_file: Mutex<Option<std::fs::File>>,
     pub(crate) flusher: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) cleaner: Mutex<Option<JoinHandle<()>>>,
     pub(crate) closed: AtomicBool,
     /// Remove the directory when the log is dropped (`Log::temporary`).
     pub(crate) remove_on_drop: bool,
@@ -134,6 +142,10 @@ impl Log {
     /// The clock the log reads time from.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.registry.clock
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {

@@ -306,10 +306,10 @@ impl Producer {
     fn topic_queues(&self, topic: &str) -> Result<Arc<TopicQueues>> {
         let shared = &self.inner.shared;
         let version = shared.log.metadata_version();
-        if let Some(queues) = shared.topics.read().get(topic) {
-            if queues.version == version {
-                return Ok(Arc::clone(queues));
-            }
+        if let Some(queues) = shared.topics.read().get(topic)
+            && queues.version == version
+        {
+            return Ok(Arc::clone(queues));
         }
         let mut topics = shared.topics.write();
         let previous = topics.get(topic).cloned();
@@ -443,11 +443,11 @@ impl Producer {
         let now_ms = shared.log.clock().now_ms();
         let (completion, index, enlist) = {
             let mut state = queue.state.lock();
-            if let Some(open) = &state.open {
-                if open.size_bytes + size > batch_limit {
-                    let full = state.open.take();
-                    state.ready.extend(full);
-                }
+            if let Some(open) = &state.open
+                && open.size_bytes + size > batch_limit
+            {
+                let full = state.open.take();
+                state.ready.extend(full);
             }
             let open = state.open.get_or_insert_with(|| PendingBatch {
                 records: Vec::new(),

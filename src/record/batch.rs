@@ -24,25 +24,25 @@ pub(crate) const NO_PRODUCER_EPOCH: i16 = -1;
 pub(crate) const NO_SEQUENCE: i32 = -1;
 
 // Byte positions of the header fields.
-const BASE_OFFSET_AT: usize = 0;
-const BATCH_LENGTH_AT: usize = 8;
-const PARTITION_LEADER_EPOCH_AT: usize = 12;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
+pub(crate) const BASE_OFFSET_AT: usize = 0;
+pub(crate) const BATCH_LENGTH_AT: usize = 8;
+pub(crate) const PARTITION_LEADER_EPOCH_AT: usize = 12;
+pub(crate) const MAGIC_AT: usize = 16;
+pub(crate) const CRC_AT: usize = 17;
 /// The CRC covers everything from the attributes to the end of the batch.
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const BASE_TIMESTAMP_AT: usize = 27;
-const MAX_TIMESTAMP_AT: usize = 35;
-const PRODUCER_ID_AT: usize = 43;
-const PRODUCER_EPOCH_AT: usize = 51;
-const BASE_SEQUENCE_AT: usize = 53;
-const RECORDS_COUNT_AT: usize = 57;
+pub(crate) const ATTRIBUTES_AT: usize = 21;
+pub(crate) const LAST_OFFSET_DELTA_AT: usize = 23;
+pub(crate) const BASE_TIMESTAMP_AT: usize = 27;
+pub(crate) const MAX_TIMESTAMP_AT: usize = 35;
+pub(crate) const PRODUCER_ID_AT: usize = 43;
+pub(crate) const PRODUCER_EPOCH_AT: usize = 51;
+pub(crate) const BASE_SEQUENCE_AT: usize = 53;
+pub(crate) const RECORDS_COUNT_AT: usize = 57;
 const _: () = assert!(RECORDS_COUNT_AT + 4 == BATCH_HEADER_LEN);
 const _: () = assert!(BATCH_HEADER_LEN == 61);
 
 const COMPRESSION_MASK: i16 = 0x07;
-const LOG_APPEND_TIME_FLAG: i16 = 0x08;
+pub(crate) const LOG_APPEND_TIME_FLAG: i16 = 0x08;
 const TRANSACTIONAL_FLAG: i16 = 0x10;
 const CONTROL_FLAG: i16 = 0x20;
 
@@ -170,6 +170,14 @@ impl BatchHeader {
     /// Whether the batch belongs to a transaction.
     pub fn is_transactional(&self) -> bool {
         self.attributes & TRANSACTIONAL_FLAG != 0
+    }
+
+    /// When tombstones in this batch may be removed by compaction: set by
+    /// the first compaction pass that kept them (Kafka's KIP-534 delete
+    /// horizon, stored in the base timestamp).
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & crate::record::rewrite::DELETE_HORIZON_FLAG != 0)
+            .then_some(self.base_timestamp)
     }
 
     /// Whether the batch holds control records (transaction markers).
@@ -361,14 +369,14 @@ impl BatchSpec {
     }
 }
 
-fn bytes_field_len(field: Option<&[u8]>) -> usize {
+pub(crate) fn bytes_field_len(field: Option<&[u8]>) -> usize {
     match field {
         None => 1,
         Some(bytes) => varlong_len(bytes.len() as i64) + bytes.len(),
     }
 }
 
-fn put_bytes_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
+pub(crate) fn put_bytes_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
     match field {
         None => put_varlong(out, -1),
         Some(bytes) => {

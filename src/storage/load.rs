@@ -12,6 +12,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::notify::Notify;
 use crate::storage::checkpoint::{read_epoch_checkpoint, sync_dir, write_epoch_checkpoint};
+use crate::storage::compaction::finish_interrupted_swaps;
 use crate::storage::index::{IndexFile, OffsetEntry, TimeEntry};
 use crate::storage::partition::{LEADER_EPOCH_CHECKPOINT, PartitionLog, PartitionState};
 use crate::storage::producer_state::{ProducerStateTable, list_snapshots, snapshot_path};
@@ -23,6 +24,8 @@ use crate::storage::segment::{
 /// What the log directory's checkpoints say about a partition.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct LoadHints {
+    /// Compaction had cleaned everything below this offset.
+    pub(crate) first_dirty_offset: Option<i64>,
     /// The log was shut down cleanly: no rescan needed.
     pub(crate) clean_shutdown: bool,
     /// Offsets below it were on disk at the last checkpoint.
@@ -61,6 +64,7 @@ fn initial_state(
         poisoned: None,
         closed: false,
         producers: ProducerStateTable::default(),
+        first_dirty_offset: log_start_offset,
     }
 }
 
@@ -89,6 +93,8 @@ impl PartitionLog {
     pub(crate) fn load(ctx: PartitionContext<'_>, hints: LoadHints) -> Result<PartitionLog> {
         let dir = ctx.dir.clone();
         let interval = u64::from(ctx.config.index_interval_bytes);
+        let contiguous = ctx.config.cleanup_policy == crate::config::CleanupPolicy::Delete;
+        finish_interrupted_swaps(&dir)?;
         let mut bases = list_segments(&dir)?;
         let mut changed = false;
         if bases.is_empty() {
@@ -105,7 +111,11 @@ impl PartitionLog {
 
         let mut next_offset = None;
         let recover_from = if hints.clean_shutdown {
-            match load_active_after_clean_shutdown(&segments[segments.len() - 1], interval) {
+            match load_active_after_clean_shutdown(
+                &segments[segments.len() - 1],
+                interval,
+                contiguous,
+            ) {
                 Ok(next) => {
                     next_offset = Some(next);
                     None
@@ -130,17 +140,23 @@ impl PartitionLog {
                 let segment = Arc::clone(&segments[i]);
                 let is_last = i + 1 == segments.len();
                 let on_disk = segment.size();
-                let outcome = segment.recover(next_expected, interval, true, true)?;
+                let outcome = segment.recover(next_expected, interval, true, true, contiguous)?;
                 changed = true;
                 next_expected = outcome
                     .next_offset
                     .unwrap_or(next_expected.max(segment.base_offset()));
-                let cut_short = outcome.problem.is_some() || outcome.valid_bytes < on_disk;
+                // The next segment must start right where this one ends; a
+                // segment cut at a batch boundary (or emptied) leaves a gap
+                // that nothing after it may bridge.
+                let next_base = segments.get(i + 1).map(|s| s.base_offset());
+                let cut_short = outcome.problem.is_some()
+                    || outcome.valid_bytes < on_disk
+                    || next_base.is_some_and(|next| next != next_expected);
                 if cut_short && !is_last {
                     // Kafka's rule: after the first bad batch nothing later
                     // can be trusted; later segments go.
                     for removed in segments.drain(i + 1..) {
-                        removed.delete_when_unused();
+                        removed.mark_deleted()?;
                     }
                 }
                 if i + 1 < segments.len() {
@@ -181,6 +197,10 @@ impl PartitionLog {
         if epochs.len() != before {
             write_epoch_checkpoint(&epoch_path, &epochs)?;
         }
+        state.first_dirty_offset = hints
+            .first_dirty_offset
+            .unwrap_or(log_start_offset)
+            .clamp(log_start_offset, next_offset);
         state.producers = rebuild_producer_state(&dir, &state.segments, next_offset, interval)?;
         state.leader_epoch = epochs.last().map_or(0, |&(epoch, _)| epoch);
         state.epoch_entries = epochs;
@@ -266,11 +286,7 @@ fn list_segments(dir: &Path) -> Result<BTreeMap<i64, u64>> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let path = entry.path();
-        if name.ends_with(".tmp")
-            || name.ends_with(".deleted")
-            || name.ends_with(".cleaned")
-            || name.ends_with(".swap")
-        {
+        if name.ends_with(".tmp") || name.ends_with(".deleted") {
             fs::remove_file(&path).at(&path)?;
             continue;
         }
@@ -294,7 +310,11 @@ fn list_segments(dir: &Path) -> Result<BTreeMap<i64, u64>> {
 /// Loads the active segment's indexes into memory and finds the log end by
 /// reading only what follows the last index entry. Any inconsistency is an
 /// error, and the caller recovers the segment instead.
-fn load_active_after_clean_shutdown(active: &Segment, interval: u64) -> Result<i64> {
+fn load_active_after_clean_shutdown(
+    active: &Segment,
+    interval: u64,
+    contiguous: bool,
+) -> Result<i64> {
     let base = active.base_offset();
     let dir = active
         .log_path()
@@ -303,16 +323,22 @@ fn load_active_after_clean_shutdown(active: &Segment, interval: u64) -> Result<i
         .to_owned();
     let offsets_path = dir.join(segment_file_name(base, INDEX_SUFFIX));
     let times_path = dir.join(segment_file_name(base, TIME_INDEX_SUFFIX));
+    let corrupt = |reason: &str| Error::Corrupt {
+        path: active.log_path().to_owned(),
+        reason: reason.to_owned(),
+    };
+    // A torn index file is not trusted: whole entries only.
+    for (path, entry_len) in [(&offsets_path, 8u64), (&times_path, 12u64)] {
+        if fs::metadata(path).at(path)?.len() % entry_len != 0 {
+            return Err(corrupt("index file is not a whole number of entries"));
+        }
+    }
     let offsets = IndexFile::<OffsetEntry>::on_disk(offsets_path.clone())
         .read_all()
         .at(&offsets_path)?;
     let times = IndexFile::<TimeEntry>::on_disk(times_path.clone())
         .read_all()
         .at(&times_path)?;
-    let corrupt = |reason: &str| Error::Corrupt {
-        path: active.log_path().to_owned(),
-        reason: reason.to_owned(),
-    };
     let size = active.size();
     let monotonic = offsets
         .windows(2)
@@ -330,17 +356,17 @@ fn load_active_after_clean_shutdown(active: &Segment, interval: u64) -> Result<i
         tracker.max_timestamp = last.timestamp;
         tracker.offset_of_max_timestamp = base + i64::from(last.relative_offset);
     }
+    // Scan from the batch the last index entry points at, checking it too
+    // (its CRC and that it fits in the file): the tail after it is all that
+    // a clean shutdown leaves unindexed. Starting with zero bytes since the
+    // last entry re-creates the state right after that batch's entry.
     let (start, next_expected) = match offsets.last() {
         Some(entry) => {
             let header = active.read_header(u64::from(entry.position))?;
             if header.last_offset() != base + i64::from(entry.relative_offset) {
                 return Err(corrupt("offset index entry does not match its batch"));
             }
-            tracker.bytes_since_last_entry = header.size_bytes() as u64;
-            (
-                u64::from(entry.position) + header.size_bytes() as u64,
-                header.last_offset() + 1,
-            )
+            (u64::from(entry.position), header.base_offset)
         }
         None => (0, base),
     };
@@ -351,7 +377,7 @@ fn load_active_after_clean_shutdown(active: &Segment, interval: u64) -> Result<i
         tracker,
         verified: true,
     };
-    let outcome = active.scan_into(&mut indexes, start, next_expected, interval)?;
+    let outcome = active.scan_into(&mut indexes, start, next_expected, interval, contiguous)?;
     if let Some(problem) = outcome.problem {
         return Err(corrupt(&problem));
     }

@@ -5,15 +5,18 @@
 //! groups or replication, and nothing here spawns a thread.
 
 pub(crate) mod checkpoint;
+pub(crate) mod compaction;
 pub(crate) mod fetch;
 pub(crate) mod index;
 mod load;
 pub(crate) mod partition;
 pub(crate) mod producer_state;
 mod read;
+mod retention;
 pub(crate) mod scan;
 pub(crate) mod segment;
 
+pub use compaction::CompactionStats;
 pub use fetch::{Batches, Fetch, Records};
 pub(crate) use load::{LoadHints, PartitionContext};
 pub(crate) use partition::PartitionLog;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Condvar, Mutex};
 
 use crate::clock::Clock;
-use crate::config::{Durability, TimestampType, TopicConfig};
+use crate::config::{CleanupPolicy, Durability, TimestampType, TopicConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::notify::Notify;
 use crate::record::BatchHeader;
@@ -122,6 +122,8 @@ pub(crate) struct PartitionState {
     pub(crate) closed: bool,
     /// Idempotent producers' recent batches.
     pub(crate) producers: ProducerStateTable,
+    /// Compaction has cleaned everything below this offset.
+    pub(crate) first_dirty_offset: i64,
 }
 
 impl PartitionState {
@@ -206,12 +208,28 @@ impl PartitionLog {
         self.high_watermark.load(Ordering::Acquire)
     }
 
+    /// Whether every offset between the log start and end belongs to a
+    /// record: true unless compaction may have removed some.
+    pub(crate) fn offsets_contiguous(&self) -> bool {
+        self.config.cleanup_policy == CleanupPolicy::Delete
+    }
+
     fn interval_bytes(&self) -> u64 {
         u64::from(self.config.index_interval_bytes)
     }
 
     /// Encodes `records` as one batch and appends it.
     pub(crate) fn append(&self, records: &[Record], options: &AppendOptions) -> Result<AppendInfo> {
+        if matches!(
+            self.config.cleanup_policy,
+            CleanupPolicy::Compact | CleanupPolicy::CompactDelete
+        ) && records.iter().any(|r| r.key.is_none())
+        {
+            return Err(Error::InvalidRecord(format!(
+                "topic {} is compacted and every record needs a key",
+                self.topic
+            )));
+        }
         let now_ms = self.clock.now_ms();
         let mut spec = BatchSpec::plain(self.config.timestamp_type, now_ms);
         if let Some(producer) = options.producer {
@@ -293,15 +311,15 @@ impl PartitionLog {
                 });
             }
         }
-        if let Some(expected) = options.expected_end_offset {
-            if expected != state.next_offset {
-                return Err(Error::UnexpectedEndOffset {
-                    topic: self.topic.clone(),
-                    partition: self.partition,
-                    expected,
-                    actual: state.next_offset,
-                });
-            }
+        if let Some(expected) = options.expected_end_offset
+            && expected != state.next_offset
+        {
+            return Err(Error::UnexpectedEndOffset {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                expected,
+                actual: state.next_offset,
+            });
         }
         let base_offset = state.next_offset;
         let last_offset = base_offset + i64::from(last_offset_delta);
@@ -533,6 +551,12 @@ impl PartitionLog {
         Ok(self.state.lock().recovery_point)
     }
 
+    /// Refuses further writes until the log is reopened (which recovers the
+    /// partition).
+    pub(crate) fn poison(&self, reason: String) {
+        self.state.lock().poisoned = Some(reason);
+    }
+
     /// Refuses further appends and wakes waiting readers.
     pub(crate) fn mark_closed(&self) {
         self.state.lock().closed = true;
@@ -606,12 +630,12 @@ impl PartitionLog {
             .max(1);
         let mut segments: Vec<Arc<Segment>> = state.segments[..keep].to_vec();
         for removed in &state.segments[keep..] {
-            removed.delete_when_unused();
+            removed.mark_deleted()?;
         }
         let last = Arc::clone(&segments[keep - 1]);
         if last.base_offset() > offset {
             // Everything goes: start over with an empty segment at `offset`.
-            last.delete_when_unused();
+            last.mark_deleted()?;
             segments.clear();
             segments.push(Arc::new(Segment::create(&self.dir, offset)?));
         } else {
@@ -628,7 +652,13 @@ impl PartitionLog {
             };
             last.truncate_file(cut)?;
             // Rebuild the (now active) segment's indexes from what remains.
-            last.recover(last.base_offset(), self.interval_bytes(), true, true)?;
+            last.recover(
+                last.base_offset(),
+                self.interval_bytes(),
+                true,
+                true,
+                self.offsets_contiguous(),
+            )?;
         }
         state.segments = Arc::new(segments);
         state.next_offset = offset;

@@ -175,6 +175,14 @@ impl ProducerStateTable {
         self.record(header.producer_id, header.producer_epoch, batch);
     }
 
+    /// The last offset of each producer's latest batch: compaction keeps
+    /// those batches (empty if need be) so producer state survives it.
+    pub(crate) fn last_offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.producers
+            .values()
+            .filter_map(|e| e.batches.back().map(|b| b.last_offset))
+    }
+
     /// Forgets producers idle since before `now_ms - PRODUCER_ID_EXPIRATION_MS`.
     pub(crate) fn expire(&mut self, now_ms: i64) {
         let cutoff = now_ms.saturating_sub(PRODUCER_ID_EXPIRATION_MS);
@@ -296,12 +304,11 @@ pub(crate) fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some((stem, SNAPSHOT_SUFFIX)) = name.split_once('.') {
-            if stem.len() == 20 {
-                if let Ok(offset) = stem.parse() {
-                    offsets.push(offset);
-                }
-            }
+        if let Some((stem, SNAPSHOT_SUFFIX)) = name.split_once('.')
+            && stem.len() == 20
+            && let Ok(offset) = stem.parse()
+        {
+            offsets.push(offset);
         }
     }
     offsets.sort_unstable();

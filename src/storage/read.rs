@@ -135,11 +135,25 @@ impl PartitionLog {
                 continue;
             };
             let first_size = header.size_bytes() as u64;
+            let contiguous = self.offsets_contiguous();
+            // Lengths and base offsets lie outside the CRC: a batch that
+            // runs past its segment, or that starts after the offset asked
+            // for in a log without gaps, is damage.
+            if position + first_size > limit || (contiguous && header.base_offset > offset) {
+                return Err(Error::Corrupt {
+                    path: segment.log_path().to_owned(),
+                    reason: format!(
+                        "batch at position {position} (offsets {}..={}, {first_size} bytes) does not fit the log",
+                        header.base_offset,
+                        header.last_offset()
+                    ),
+                });
+            }
             let want = first_size.max((max_bytes as u64).min(limit - position));
             let buffer = fetch.buffer_mut();
             buffer.resize(want as usize, 0);
             segment.read_at(buffer, position)?;
-            let kept = whole_batches_len(buffer, snapshot.high_watermark);
+            let kept = whole_batches_len(buffer, snapshot.high_watermark, contiguous);
             buffer.truncate(kept);
             fetch.set_cursor(ReadCursor {
                 segment: Arc::clone(segment),
@@ -200,8 +214,9 @@ impl PartitionLog {
 
 /// Length of the prefix of `bytes` made of whole batches below the high
 /// watermark.
-fn whole_batches_len(bytes: &[u8], high_watermark: i64) -> usize {
+fn whole_batches_len(bytes: &[u8], high_watermark: i64, contiguous: bool) -> usize {
     let mut kept = 0;
+    let mut next_offset = None;
     while bytes.len() - kept >= BATCH_HEADER_LEN {
         let Ok(header) = BatchHeader::parse_raw(&bytes[kept..]) else {
             break;
@@ -210,6 +225,12 @@ fn whole_batches_len(bytes: &[u8], high_watermark: i64) -> usize {
         if bytes.len() - kept < size || header.base_offset >= high_watermark {
             break;
         }
+        // Stop before a batch that does not follow on: the next read starts
+        // there and reports it.
+        if contiguous && next_offset.is_some_and(|next| next != header.base_offset) {
+            break;
+        }
+        next_offset = Some(header.last_offset() + 1);
         kept += size;
     }
     kept

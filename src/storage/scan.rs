@@ -23,8 +23,9 @@ pub(crate) struct ScanOutcome {
 }
 
 /// Reads the batches of `file` from `start` to `file_len`, checking each
-/// batch's header, size, CRC-32C and that offsets increase and stay within
-/// what a segment based at `base_offset` can index. Calls `on_batch` with
+/// batch's header, size, CRC-32C and that offsets increase (by exactly one
+/// batch after another with `contiguous`) and stay within what a segment
+/// based at `base_offset` can index. Calls `on_batch` with
 /// each valid batch's position and header; stops at the first bad batch.
 pub(crate) fn scan_batches(
     file: &File,
@@ -32,6 +33,7 @@ pub(crate) fn scan_batches(
     start: u64,
     base_offset: i64,
     mut next_expected: i64,
+    contiguous: bool,
     mut on_batch: impl FnMut(u64, &BatchHeader),
 ) -> io::Result<ScanOutcome> {
     let mut outcome = ScanOutcome {
@@ -85,7 +87,11 @@ pub(crate) fn scan_batches(
             outcome.problem = Some(format!("{err} at position {pos}"));
             break;
         }
-        if header.base_offset < next_expected || header.base_offset < base_offset {
+        // The base offset lies outside the CRC: where offsets must be
+        // contiguous (no compaction), a batch that does not start right
+        // after the previous one is damaged, not just out of order.
+        let gap = contiguous && header.base_offset != next_expected;
+        if gap || header.base_offset < next_expected || header.base_offset < base_offset {
             outcome.problem = Some(format!(
                 "batch at {pos} starts at offset {} but offsets up to {} were already used",
                 header.base_offset,

@@ -130,7 +130,7 @@ pub(crate) struct Segment {
     pub(crate) indexes: Mutex<SegmentIndexes>,
     /// Whether a sealed segment's index files were `fsync`ed.
     indexes_synced: AtomicBool,
-    delete_on_drop: AtomicBool,
+    deleted: AtomicBool,
 }
 
 impl std::fmt::Debug for Segment {
@@ -209,7 +209,7 @@ impl Segment {
                 verified: active,
             }),
             indexes_synced: AtomicBool::new(!active),
-            delete_on_drop: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
         }
     }
 
@@ -257,6 +257,15 @@ impl Segment {
 
     /// Reads and checks the batch header at `position`.
     pub(crate) fn read_header(&self, position: u64) -> Result<BatchHeader> {
+        let file_len = self.size();
+        if position + BATCH_HEADER_LEN as u64 > file_len {
+            return Err(Error::Corrupt {
+                path: self.log_path.clone(),
+                reason: format!(
+                    "batch header at position {position} runs past the end ({file_len} bytes)"
+                ),
+            });
+        }
         let mut raw = [0u8; BATCH_HEADER_LEN];
         self.read_at(&mut raw, position)?;
         BatchHeader::parse_raw(&raw).map_err(|reason| Error::Corrupt {
@@ -343,6 +352,7 @@ impl Segment {
         start: u64,
         next_expected: i64,
         interval: u64,
+        contiguous: bool,
     ) -> Result<ScanOutcome> {
         let file = self.file()?;
         let file_len = file.metadata().at(&self.log_path)?.len();
@@ -353,6 +363,7 @@ impl Segment {
             start,
             base,
             next_expected,
+            contiguous,
             |position, header| {
                 indexes.on_batch(base, position, header, interval);
             },
@@ -368,6 +379,7 @@ impl Segment {
         interval: u64,
         active: bool,
         truncate: bool,
+        contiguous: bool,
     ) -> Result<ScanOutcome> {
         let mut indexes = self.indexes.lock();
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
@@ -385,7 +397,7 @@ impl Segment {
             tracker: IndexTracker::new(self.base_offset),
             verified: true,
         };
-        let outcome = self.scan_into(&mut fresh, 0, next_expected, interval)?;
+        let outcome = self.scan_into(&mut fresh, 0, next_expected, interval, contiguous)?;
         let file_len = self.file()?.metadata().at(&self.log_path)?.len();
         if truncate {
             if outcome.valid_bytes < file_len {
@@ -419,7 +431,10 @@ impl Segment {
             if indexes.verified {
                 return Ok(());
             }
-            if let Ok(true) = indexes_look_sane(&mut indexes, self.base_offset, self.size()) {
+            let sane = indexes_look_sane(&mut indexes, self.base_offset, self.size())
+                .unwrap_or(false)
+                && self.time_index_covers_tail(&mut indexes).unwrap_or(false);
+            if sane {
                 if let Ok(Some(last)) = indexes.times.last() {
                     indexes.tracker.max_timestamp = last.timestamp;
                     indexes.tracker.offset_of_max_timestamp =
@@ -429,16 +444,34 @@ impl Segment {
                 return Ok(());
             }
         }
-        // The data file up to `size` was validated when it was written or
-        // recovered; rebuilding reads it again and trusts only what checks out.
-        let outcome = self.recover(self.base_offset, interval, false, false)?;
-        if let Some(problem) = outcome.problem {
-            return Err(Error::Corrupt {
-                path: self.log_path.clone(),
-                reason: problem,
-            });
-        }
+        // Rebuild from the data file, trusting only what checks out. If the
+        // data itself is damaged, the indexes cover the valid prefix and a
+        // read past it reports the damage when it gets there.
+        self.recover(self.base_offset, interval, false, false, false)?;
         Ok(())
+    }
+
+    /// Whether the last time index entry holds the largest timestamp of the
+    /// batches after the last offset index entry (the only ones a lost tail
+    /// of the time index could hide).
+    fn time_index_covers_tail(&self, indexes: &mut SegmentIndexes) -> Result<bool> {
+        let size = self.size();
+        let mut position = match indexes
+            .offsets
+            .last()
+            .at(indexes.offsets.path().to_owned())?
+        {
+            Some(entry) => u64::from(entry.position),
+            None => 0,
+        };
+        let last_time = indexes.times.last().at(indexes.times.path().to_owned())?;
+        let mut tail_max = -1;
+        while position < size {
+            let header = self.read_header(position)?;
+            tail_max = tail_max.max(header.max_timestamp);
+            position += header.size_bytes() as u64;
+        }
+        Ok(position == size && last_time.map_or(tail_max < 0, |entry| entry.timestamp >= tail_max))
     }
 
     /// The position of the first batch whose last offset is at or after
@@ -449,9 +482,12 @@ impl Segment {
         limit: u64,
         interval: u64,
     ) -> Result<Option<(u64, BatchHeader)>> {
-        self.ensure_verified(interval)?;
         let relative = offset.saturating_sub(self.base_offset);
-        let mut position = {
+        let mut position = if self.is_deleted() {
+            // Its index files are gone; read the data from the start.
+            0
+        } else {
+            self.ensure_verified(interval)?;
             let mut indexes = self.indexes.lock();
             match indexes
                 .offsets
@@ -500,8 +536,10 @@ impl Segment {
         limit: u64,
         interval: u64,
     ) -> Result<Option<(u64, BatchHeader)>> {
-        self.ensure_verified(interval)?;
-        let start_offset = {
+        let start_offset = if self.is_deleted() {
+            self.base_offset
+        } else {
+            self.ensure_verified(interval)?;
             let mut indexes = self.indexes.lock();
             match indexes
                 .times
@@ -515,22 +553,39 @@ impl Segment {
         self.find_batch(start_offset, limit, interval)
     }
 
-    /// Removes the segment's files once the last reader lets go of it.
-    pub(crate) fn delete_when_unused(&self) {
-        self.delete_on_drop.store(true, Ordering::Release);
+    /// Takes the segment out of the directory at once (its files are renamed
+    /// `*.deleted`, which recovery removes) and removes the files when the
+    /// last reader lets go of it. Readers holding it keep reading the data
+    /// through the open file; its indexes are no longer used.
+    pub(crate) fn mark_deleted(&self) -> Result<()> {
+        if self.deleted.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Hold the data open so readers of this segment keep their bytes.
+        let _ = self.file();
+        let mut indexes = self.indexes.lock();
+        indexes.offsets.release();
+        indexes.times.release();
+        for path in [
+            self.log_path.clone(),
+            indexes.offsets.path().to_owned(),
+            indexes.times.path().to_owned(),
+        ] {
+            match fs::rename(&path, deleted_path(&path)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err).at(path),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the segment was taken out of its partition.
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
     }
 
     fn remove_files(&mut self) {
-        // A segment re-created under the same name (after truncation) must
-        // not lose its files to this one's late removal.
-        if let Some(file) = self.file.get() {
-            use std::os::unix::fs::MetadataExt;
-            let ours = file.metadata().map(|m| m.ino()).ok();
-            let on_disk = fs::metadata(&self.log_path).map(|m| m.ino()).ok();
-            if ours != on_disk {
-                return;
-            }
-        }
         let indexes = self.indexes.get_mut();
         let paths = [
             self.log_path.clone(),
@@ -538,10 +593,17 @@ impl Segment {
             indexes.times.path().to_owned(),
         ];
         for path in paths {
-            // Best effort: a file already gone is what we wanted.
-            let _ = fs::remove_file(path);
+            // Best effort: recovery removes `*.deleted` files left behind.
+            let _ = fs::remove_file(deleted_path(&path));
         }
     }
+}
+
+/// `<path>.deleted`.
+pub(crate) fn deleted_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".deleted");
+    PathBuf::from(name)
 }
 
 /// Cheap consistency checks of a sealed segment's index files: sizes are
@@ -598,7 +660,7 @@ fn indexes_look_sane(
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if *self.delete_on_drop.get_mut() {
+        if *self.deleted.get_mut() {
             self.remove_files();
         }
     }
