@@ -332,14 +332,6 @@ pub(crate) fn read_bytes_field<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<O
     Some(Some(field))
 }
 
-/// What an encoded batch holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct EncodedBatch {
-    pub(crate) size_bytes: usize,
-    pub(crate) last_offset_delta: i32,
-    pub(crate) max_timestamp: i64,
-}
-
 /// The header fields of a batch to encode that do not come from its records.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BatchSpec {
@@ -408,57 +400,52 @@ fn record_body_len(record: &Record, timestamp_delta: i64, offset_delta: i64) -> 
     len
 }
 
-/// The size a batch of `records` will have, after checking every field
-/// fits the format. Used to reject an oversized batch before encoding it.
-pub(crate) fn encoded_size(records: &[Record], spec: &BatchSpec) -> Result<usize> {
-    let first = records
-        .first()
-        .ok_or_else(|| Error::InvalidRecord("a record batch needs at least one record".into()))?;
-    if records.len() > i32::MAX as usize {
-        return Err(Error::InvalidRecord(
-            "too many records for one batch".into(),
-        ));
-    }
-    let base_timestamp = record_timestamp(first, spec);
-    let mut size = BATCH_HEADER_LEN;
-    for (offset_delta, record) in records.iter().enumerate() {
-        let timestamp = record_timestamp(record, spec);
-        if timestamp < 0 {
-            return Err(Error::InvalidRecord(format!(
-                "timestamp {timestamp} is negative"
-            )));
-        }
-        let body = record_body_len(record, timestamp - base_timestamp, offset_delta as i64);
-        size = size.saturating_add(varlong_len(body as i64) + body);
-    }
-    if size > i32::MAX as usize {
-        return Err(Error::RecordTooLarge {
-            size_bytes: size,
-            max_bytes: i32::MAX as usize,
-        });
-    }
-    Ok(size)
+/// A lower bound of the size of a batch of `records`, computed without
+/// encoding: enough to refuse a batch far over a limit before spending
+/// memory on it.
+pub(crate) fn size_lower_bound(records: &[Record]) -> usize {
+    let payload: usize = records
+        .iter()
+        .map(|r| {
+            let headers: usize = r
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len) + 2)
+                .sum();
+            7 + r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len) + headers
+        })
+        .sum();
+    BATCH_HEADER_LEN + payload
 }
 
 /// Appends one record batch holding `records` to `out`, exactly as Kafka
-/// encodes it, CRC included. Call [`encoded_size`] first: it checks what
-/// this function relies on.
+/// encodes it, CRC included, and returns its header. On error `out` is
+/// left as it was.
 pub(crate) fn encode_batch(
     out: &mut Vec<u8>,
     records: &[Record],
     spec: &BatchSpec,
-    size: usize,
-) -> EncodedBatch {
-    let start = out.len();
-    out.reserve(size);
-    out.resize(start + BATCH_HEADER_LEN, 0);
-    let base_timestamp = records
+) -> Result<BatchHeader> {
+    let first = records
         .first()
-        .map_or(spec.now_ms, |first| record_timestamp(first, spec));
+        .ok_or_else(|| Error::InvalidRecord("a record batch needs at least one record".into()))?;
+    let record_count = i32::try_from(records.len())
+        .map_err(|_| Error::InvalidRecord("too many records for one batch".into()))?;
+    let start = out.len();
+    out.reserve(size_lower_bound(records) + 8 * records.len());
+    out.resize(start + BATCH_HEADER_LEN, 0);
+    let base_timestamp = record_timestamp(first, spec);
     let mut max_timestamp = base_timestamp;
     for (offset_delta, record) in records.iter().enumerate() {
         let timestamp = record_timestamp(record, spec);
+        if timestamp < 0 {
+            out.truncate(start);
+            return Err(Error::InvalidRecord(format!(
+                "timestamp {timestamp} is negative"
+            )));
+        }
         max_timestamp = max_timestamp.max(timestamp);
+        // Both are non-negative, so the difference can not overflow.
         let timestamp_delta = timestamp - base_timestamp;
         let offset_delta = offset_delta as i64;
         let body = record_body_len(record, timestamp_delta, offset_delta);
@@ -474,42 +461,59 @@ pub(crate) fn encode_batch(
             put_bytes_field(out, header.value.as_deref());
         }
     }
-    debug_assert_eq!(
-        out.len() - start,
-        size,
-        "encoded_size disagrees with encode_batch"
-    );
-    let last_offset_delta = i32::try_from(records.len().saturating_sub(1)).unwrap_or(i32::MAX);
-    let record_count = i32::try_from(records.len()).unwrap_or(i32::MAX);
-    let batch_length = i32::try_from(out.len() - start - LOG_OVERHEAD).unwrap_or(i32::MAX);
-    let attributes: i16 = match spec.timestamp_type {
-        TimestampType::CreateTime => 0,
-        TimestampType::LogAppendTime => LOG_APPEND_TIME_FLAG,
+    let Ok(batch_length) = i32::try_from(out.len() - start - LOG_OVERHEAD) else {
+        let size_bytes = out.len() - start;
+        out.truncate(start);
+        return Err(Error::RecordTooLarge {
+            size_bytes,
+            max_bytes: i32::MAX as usize,
+        });
     };
-    let header = &mut out[start..start + BATCH_HEADER_LEN];
-    header[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&spec.base_offset.to_be_bytes());
-    header[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
-    header[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
-        .copy_from_slice(&spec.partition_leader_epoch.to_be_bytes());
-    header[MAGIC_AT] = MAGIC_V2 as u8;
-    header[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    header[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
-        .copy_from_slice(&last_offset_delta.to_be_bytes());
-    header[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_timestamp.to_be_bytes());
-    header[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
-    header[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&spec.producer_id.to_be_bytes());
-    header[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2]
-        .copy_from_slice(&spec.producer_epoch.to_be_bytes());
-    header[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4]
-        .copy_from_slice(&spec.base_sequence.to_be_bytes());
-    header[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&record_count.to_be_bytes());
-    let crc = crc32c::crc32c(&out[start + ATTRIBUTES_AT..]);
-    out[start + CRC_AT..start + CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-    EncodedBatch {
-        size_bytes: out.len() - start,
-        last_offset_delta,
+    let header = BatchHeader {
+        base_offset: spec.base_offset,
+        batch_length,
+        partition_leader_epoch: spec.partition_leader_epoch,
+        magic: MAGIC_V2,
+        crc: 0,
+        attributes: match spec.timestamp_type {
+            TimestampType::CreateTime => 0,
+            TimestampType::LogAppendTime => LOG_APPEND_TIME_FLAG,
+        },
+        last_offset_delta: record_count - 1,
+        base_timestamp,
         max_timestamp,
-    }
+        producer_id: spec.producer_id,
+        producer_epoch: spec.producer_epoch,
+        base_sequence: spec.base_sequence,
+        record_count,
+    };
+    let crc = write_header(&mut out[start..], &header);
+    Ok(BatchHeader { crc, ..header })
+}
+
+/// Writes `header` into the first bytes of `batch` (whose records follow)
+/// and computes the CRC; returns it.
+pub(crate) fn write_header(batch: &mut [u8], header: &BatchHeader) -> u32 {
+    let h = &mut batch[..BATCH_HEADER_LEN];
+    h[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&header.base_offset.to_be_bytes());
+    h[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&header.batch_length.to_be_bytes());
+    h[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
+        .copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
+    h[MAGIC_AT] = header.magic as u8;
+    h[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&header.attributes.to_be_bytes());
+    h[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+        .copy_from_slice(&header.last_offset_delta.to_be_bytes());
+    h[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8]
+        .copy_from_slice(&header.base_timestamp.to_be_bytes());
+    h[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&header.max_timestamp.to_be_bytes());
+    h[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&header.producer_id.to_be_bytes());
+    h[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2]
+        .copy_from_slice(&header.producer_epoch.to_be_bytes());
+    h[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&header.base_sequence.to_be_bytes());
+    h[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&header.record_count.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    crc
 }
 
 /// Rewrites the base offset of an encoded batch. The base offset lies
@@ -529,9 +533,10 @@ mod tests {
     use super::*;
 
     fn encode(records: &[Record], spec: &BatchSpec) -> Vec<u8> {
-        let size = encoded_size(records, spec).expect("valid records");
         let mut out = Vec::new();
-        encode_batch(&mut out, records, spec, size);
+        let header = encode_batch(&mut out, records, spec).expect("valid records");
+        assert_eq!(header.size_bytes(), out.len());
+        assert_eq!(BatchHeader::parse(&out).expect("parses"), header);
         out
     }
 

@@ -4,10 +4,7 @@
 //! numbers still add up after records are removed.
 
 use crate::record::batch::{
-    ATTRIBUTES_AT, BASE_OFFSET_AT, BASE_SEQUENCE_AT, BASE_TIMESTAMP_AT, BATCH_HEADER_LEN,
-    BATCH_LENGTH_AT, CRC_AT, LAST_OFFSET_DELTA_AT, LOG_OVERHEAD, MAGIC_AT, MAGIC_V2,
-    MAX_TIMESTAMP_AT, PARTITION_LEADER_EPOCH_AT, PRODUCER_EPOCH_AT, PRODUCER_ID_AT,
-    RECORDS_COUNT_AT, bytes_field_len, put_bytes_field,
+    BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, bytes_field_len, put_bytes_field, write_header,
 };
 use crate::record::varint::{put_varlong, varlong_len};
 use crate::record::{BatchHeader, RecordView};
@@ -60,33 +57,12 @@ pub(crate) fn write_filtered_batch(
     if delete_horizon_ms.is_some() {
         attributes |= DELETE_HORIZON_FLAG;
     }
-    let batch_length = i32::try_from(out.len() - start - LOG_OVERHEAD).unwrap_or(i32::MAX);
-    let record_count = i32::try_from(kept.len()).unwrap_or(i32::MAX);
-    let bytes = &mut out[start..start + BATCH_HEADER_LEN];
-    bytes[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&header.base_offset.to_be_bytes());
-    bytes[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
-    bytes[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
-        .copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
-    bytes[MAGIC_AT] = MAGIC_V2 as u8;
-    bytes[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    bytes[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
-        .copy_from_slice(&header.last_offset_delta.to_be_bytes());
-    bytes[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_timestamp.to_be_bytes());
-    bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
-    bytes[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&header.producer_id.to_be_bytes());
-    bytes[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2]
-        .copy_from_slice(&header.producer_epoch.to_be_bytes());
-    bytes[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4]
-        .copy_from_slice(&header.base_sequence.to_be_bytes());
-    bytes[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&record_count.to_be_bytes());
-    let crc = crc32c::crc32c(&out[start + ATTRIBUTES_AT..]);
-    out[start + CRC_AT..start + CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-    BatchHeader {
+    let mut written = BatchHeader {
         base_offset: header.base_offset,
-        batch_length,
+        batch_length: i32::try_from(out.len() - start - LOG_OVERHEAD).unwrap_or(i32::MAX),
         partition_leader_epoch: header.partition_leader_epoch,
         magic: MAGIC_V2,
-        crc,
+        crc: 0,
         attributes,
         last_offset_delta: header.last_offset_delta,
         base_timestamp,
@@ -94,8 +70,10 @@ pub(crate) fn write_filtered_batch(
         producer_id: header.producer_id,
         producer_epoch: header.producer_epoch,
         base_sequence: header.base_sequence,
-        record_count,
-    }
+        record_count: i32::try_from(kept.len()).unwrap_or(i32::MAX),
+    };
+    written.crc = write_header(&mut out[start..], &written);
+    written
 }
 
 #[cfg(test)]
@@ -103,7 +81,7 @@ mod tests {
     use super::*;
     use crate::config::TimestampType;
     use crate::record::Record;
-    use crate::record::batch::{BatchSpec, BatchView, encode_batch, encoded_size};
+    use crate::record::batch::{BatchSpec, BatchView, encode_batch};
 
     #[test]
     fn filtered_batch_keeps_offsets_sequence_and_timestamps() {
@@ -123,8 +101,7 @@ mod tests {
             ..BatchSpec::plain(TimestampType::CreateTime, 0)
         };
         let mut original = Vec::new();
-        let size = encoded_size(&records, &spec).expect("size");
-        encode_batch(&mut original, &records, &spec, size);
+        encode_batch(&mut original, &records, &spec).expect("encode");
         let batch = BatchView::parse(&original).expect("parse");
         let all: Vec<_> = batch.records().map(|r| r.expect("record")).collect();
         let kept = [all[1], all[3]];

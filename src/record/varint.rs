@@ -20,11 +20,20 @@ fn unzigzag(raw: u64) -> i64 {
 #[inline]
 pub(crate) fn put_varlong(buf: &mut Vec<u8>, value: i64) {
     let mut raw = zigzag(value);
-    while raw >= 0x80 {
-        buf.push((raw as u8) | 0x80);
-        raw >>= 7;
+    if raw < 0x80 {
+        // Most lengths and deltas fit one byte.
+        buf.push(raw as u8);
+        return;
     }
-    buf.push(raw as u8);
+    let mut bytes = [0u8; MAX_VARLONG_LEN];
+    let mut len = 0;
+    while raw >= 0x80 {
+        bytes[len] = (raw as u8) | 0x80;
+        raw >>= 7;
+        len += 1;
+    }
+    bytes[len] = raw as u8;
+    buf.extend_from_slice(&bytes[..=len]);
 }
 
 /// The encoded length of `value`.
@@ -38,8 +47,18 @@ pub(crate) fn varlong_len(value: i64) -> usize {
 
 /// Decodes a varlong at `*pos`, advancing it. `None` if the bytes run out
 /// or the encoding is longer than 10 bytes.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let first = *buf.get(*pos)?;
+    if first & 0x80 == 0 {
+        *pos += 1;
+        return Some(unzigzag(u64::from(first)));
+    }
+    read_varlong_slow(buf, pos)
+}
+
+#[inline(never)]
+fn read_varlong_slow(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     for i in 0..MAX_VARLONG_LEN {
         let byte = *buf.get(*pos + i)?;
@@ -54,8 +73,13 @@ pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
 
 /// Decodes a 32-bit varint at `*pos`, advancing it. `None` if the bytes run
 /// out, the encoding is longer than 5 bytes, or the value overflows `i32`.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
+    let first = *buf.get(*pos)?;
+    if first & 0x80 == 0 {
+        *pos += 1;
+        return Some(unzigzag(u64::from(first)) as i32);
+    }
     let mut probe = *pos;
     let value = read_varlong(buf, &mut probe)?;
     if probe - *pos > MAX_VARINT_LEN {

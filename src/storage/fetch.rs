@@ -23,7 +23,12 @@ pub(crate) struct ReadCursor {
 /// for, checking each batch's CRC-32C.
 #[derive(Debug, Default)]
 pub struct Fetch {
-    bytes: Vec<u8>,
+    /// Backing store, reused across reads; only `..filled` is data. Kept at
+    /// its largest size so a read does not zero it again.
+    buffer: Vec<u8>,
+    filled: usize,
+    /// The offset after the last batch read.
+    next_offset: i64,
     requested_offset: i64,
     log_start_offset: i64,
     high_watermark: i64,
@@ -43,15 +48,27 @@ impl Fetch {
         log_start_offset: i64,
         high_watermark: i64,
     ) {
-        self.bytes.clear();
+        self.filled = 0;
+        self.next_offset = requested_offset;
         self.requested_offset = requested_offset;
         self.log_start_offset = log_start_offset;
         self.high_watermark = high_watermark;
         self.cursor = None;
     }
+    /// A buffer of at least `len` bytes to read into (its contents are
+    /// whatever an earlier read left).
+    pub(crate) fn buffer_for(&mut self, len: usize) -> &mut [u8] {
+        if self.buffer.len() < len {
+            self.buffer.resize(len, 0);
+        }
+        &mut self.buffer[..len]
+    }
 
-    pub(crate) fn buffer_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.bytes
+    /// Marks the first `len` bytes of the buffer as the fetched batches,
+    /// which end before `next_offset`.
+    pub(crate) fn set_filled(&mut self, len: usize, next_offset: i64) {
+        self.filled = len;
+        self.next_offset = next_offset.max(self.requested_offset);
     }
 
     pub(crate) fn set_cursor(&mut self, cursor: ReadCursor) {
@@ -64,13 +81,13 @@ impl Fetch {
 
     /// The stored bytes: zero or more whole record batches.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.buffer[..self.filled]
     }
 
     /// Whether no batch was read (the offset asked for was the high
     /// watermark).
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.filled == 0
     }
 
     /// The offset the read asked for; records before it are skipped.
@@ -91,16 +108,12 @@ impl Fetch {
     /// The offset to read next: after the last batch, or the offset asked
     /// for if nothing was read.
     pub fn next_offset(&self) -> i64 {
-        let mut next = self.requested_offset;
-        for batch in self.batches().flatten() {
-            next = next.max(batch.header().last_offset() + 1);
-        }
-        next
+        self.next_offset
     }
 
     /// The batches, in order. Their CRCs are not checked here.
     pub fn batches(&self) -> Batches<'_> {
-        Batches { rest: &self.bytes }
+        Batches { rest: self.bytes() }
     }
 
     /// The records at or after the requested offset, in order. Each batch's

@@ -14,7 +14,9 @@ use crate::notify::Notify;
 use crate::storage::checkpoint::{read_epoch_checkpoint, sync_dir, write_epoch_checkpoint};
 use crate::storage::compaction::finish_interrupted_swaps;
 use crate::storage::index::{IndexFile, OffsetEntry, TimeEntry};
-use crate::storage::partition::{LEADER_EPOCH_CHECKPOINT, PartitionLog, PartitionState};
+use crate::storage::partition::{
+    LEADER_EPOCH_CHECKPOINT, PartitionLog, PartitionState, indexes_full,
+};
 use crate::storage::producer_state::{ProducerStateTable, list_snapshots, snapshot_path};
 use crate::storage::segment::{
     INDEX_SUFFIX, IndexTracker, LOG_SUFFIX, Segment, SegmentIndexes, TIME_INDEX_SUFFIX,
@@ -60,6 +62,7 @@ fn initial_state(
         epoch_entries: Vec::new(),
         active_created_ms: now_ms,
         active_first_timestamp: None,
+        active_index_full: false,
         directory_dirty: false,
         poisoned: None,
         closed: false,
@@ -186,6 +189,8 @@ impl PartitionLog {
         if active.size() > 0 {
             state.active_first_timestamp = Some(active.read_header(0)?.max_timestamp);
         }
+        state.active_index_full =
+            indexes_full(&mut active.indexes.lock(), ctx.config.segment_index_bytes);
 
         let epoch_path = dir.join(LEADER_EPOCH_CHECKPOINT);
         let mut epochs = read_epoch_checkpoint(&epoch_path).unwrap_or_default();

@@ -16,14 +16,14 @@ use crate::notify::Notify;
 use crate::record::BatchHeader;
 use crate::record::Record;
 use crate::record::batch::{
-    BatchSpec, encode_batch, encoded_size, set_base_offset, set_partition_leader_epoch,
+    BatchSpec, encode_batch, set_base_offset, set_partition_leader_epoch, size_lower_bound,
 };
 use crate::storage::checkpoint::{sync_dir, write_epoch_checkpoint};
 use crate::storage::index::{IndexEntry, OffsetEntry, TimeEntry};
 use crate::storage::producer_state::{
     BatchMetadata, ProducerStateTable, SequenceCheck, last_sequence, write_snapshot,
 };
-use crate::storage::segment::Segment;
+use crate::storage::segment::{Segment, SegmentIndexes};
 
 /// Name of the leader-epoch checkpoint in a partition directory.
 pub(crate) const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
@@ -114,6 +114,8 @@ pub(crate) struct PartitionState {
     /// Max timestamp of the active segment's first batch: what its age is
     /// measured from, as in Kafka.
     pub(crate) active_first_timestamp: Option<i64>,
+    /// The active segment's index has no room for another entry.
+    pub(crate) active_index_full: bool,
     /// Files were created or removed since the directory was last `fsync`ed.
     pub(crate) directory_dirty: bool,
     /// Set when a failed write or flush left the files in a state that is
@@ -237,13 +239,15 @@ impl PartitionLog {
             spec.producer_epoch = producer.producer_epoch;
             spec.base_sequence = producer.base_sequence;
         }
-        let size = encoded_size(records, &spec)?;
-        self.check_batch_size(size)?;
+        // Refuse a batch far over the limit before encoding it.
+        self.check_batch_size(size_lower_bound(records))?;
         ENCODE_BUFFER.with(|cell| {
             let mut buffer = cell.borrow_mut();
             buffer.clear();
-            let encoded = encode_batch(&mut buffer, records, &spec, size);
-            let result = self.append_encoded(&mut buffer, encoded.last_offset_delta, options);
+            let result = encode_batch(&mut buffer, records, &spec).and_then(|header| {
+                self.check_batch_size(header.size_bytes())?;
+                self.append_encoded(&mut buffer, header, options)
+            });
             if buffer.capacity() > MAX_RETAINED_ENCODE_BUFFER_BYTES {
                 *buffer = Vec::new();
             }
@@ -288,9 +292,10 @@ impl PartitionLog {
     fn append_encoded(
         &self,
         batch: &mut [u8],
-        last_offset_delta: i32,
+        mut header: BatchHeader,
         options: &AppendOptions,
     ) -> Result<AppendInfo> {
+        let last_offset_delta = header.last_offset_delta;
         let mut state = self.state.lock();
         self.check_writable(&state)?;
         if let Some(producer) = &options.producer {
@@ -325,7 +330,8 @@ impl PartitionLog {
         let last_offset = base_offset + i64::from(last_offset_delta);
         set_base_offset(batch, base_offset);
         set_partition_leader_epoch(batch, state.leader_epoch);
-        let header = BatchHeader::parse(batch)?;
+        header.base_offset = base_offset;
+        header.partition_leader_epoch = state.leader_epoch;
         self.roll_if_needed(
             &mut state,
             batch.len() as u64,
@@ -384,12 +390,16 @@ impl PartitionLog {
                 source,
             });
         }
-        active.indexes.lock().on_batch(
-            active.base_offset(),
-            position,
-            header,
-            self.interval_bytes(),
-        );
+        state.active_index_full = {
+            let mut indexes = active.indexes.lock();
+            indexes.on_batch(
+                active.base_offset(),
+                position,
+                header,
+                self.interval_bytes(),
+            );
+            indexes_full(&mut indexes, self.config.segment_index_bytes)
+        };
         if state.active_first_timestamp.is_none() {
             state.active_first_timestamp = Some(header.max_timestamp);
         }
@@ -421,14 +431,7 @@ impl PartitionLog {
             Some(first) if first >= 0 => max_timestamp.saturating_sub(first),
             _ => self.clock.now_ms().saturating_sub(state.active_created_ms),
         };
-        let index_full = {
-            let mut indexes = active.indexes.lock();
-            let index_bytes = config.segment_index_bytes as usize;
-            let offsets_full = indexes.offsets.len().unwrap_or(0) >= index_bytes / OffsetEntry::LEN;
-            // One time index slot stays free for the entry added at seal.
-            let times_full = indexes.times.len().unwrap_or(0) + 1 >= index_bytes / TimeEntry::LEN;
-            offsets_full || times_full
-        };
+        let index_full = state.active_index_full;
         let too_big = size + batch_size > u64::from(config.segment_bytes);
         let too_old = waited_ms > config.segment_ms;
         let offsets_overflow = last_offset - active.base_offset() > i64::from(i32::MAX);
@@ -456,6 +459,7 @@ impl PartitionLog {
         state.segments = Arc::new(segments);
         state.active_created_ms = self.clock.now_ms();
         state.active_first_timestamp = None;
+        state.active_index_full = false;
         state.directory_dirty = true;
         self.needs_background_flush.store(true, Ordering::Release);
         self.background.signal();
@@ -666,7 +670,13 @@ impl PartitionLog {
         state.recovery_point = state.recovery_point.min(offset);
         state.directory_dirty = true;
         state.active_created_ms = self.clock.now_ms();
-        state.active_first_timestamp = None;
+        let active = Arc::clone(state.active());
+        state.active_first_timestamp = match active.size() {
+            0 => None,
+            _ => Some(active.read_header(0)?.max_timestamp),
+        };
+        state.active_index_full =
+            indexes_full(&mut active.indexes.lock(), self.config.segment_index_bytes);
         state.producers.truncate_from(offset);
         crate::storage::producer_state::remove_snapshots_after(&self.dir, offset).at(&self.dir)?;
         let before = state.epoch_entries.len();
@@ -685,4 +695,13 @@ impl PartitionLog {
         flush.durable_offset = flush.durable_offset.min(offset);
         Ok(())
     }
+}
+
+/// Whether a segment's indexes are full (Kafka rolls then). One time index
+/// slot stays free for the entry added when the segment is sealed.
+pub(crate) fn indexes_full(indexes: &mut SegmentIndexes, segment_index_bytes: u32) -> bool {
+    let index_bytes = segment_index_bytes as usize;
+    let offsets_full = indexes.offsets.len().unwrap_or(0) >= index_bytes / OffsetEntry::LEN;
+    let times_full = indexes.times.len().unwrap_or(0) + 1 >= index_bytes / TimeEntry::LEN;
+    offsets_full || times_full
 }

@@ -150,11 +150,11 @@ impl PartitionLog {
                 });
             }
             let want = first_size.max((max_bytes as u64).min(limit - position));
-            let buffer = fetch.buffer_mut();
-            buffer.resize(want as usize, 0);
+            let buffer = fetch.buffer_for(want as usize);
             segment.read_at(buffer, position)?;
-            let kept = whole_batches_len(buffer, snapshot.high_watermark, contiguous);
-            buffer.truncate(kept);
+            let (kept, next_offset) =
+                whole_batches_len(buffer, snapshot.high_watermark, contiguous);
+            fetch.set_filled(kept, next_offset);
             fetch.set_cursor(ReadCursor {
                 segment: Arc::clone(segment),
                 position: position + kept as u64,
@@ -213,8 +213,9 @@ impl PartitionLog {
 }
 
 /// Length of the prefix of `bytes` made of whole batches below the high
-/// watermark.
-fn whole_batches_len(bytes: &[u8], high_watermark: i64, contiguous: bool) -> usize {
+/// watermark (and following on from each other, with `contiguous`), and the
+/// offset after the last of them.
+fn whole_batches_len(bytes: &[u8], high_watermark: i64, contiguous: bool) -> (usize, i64) {
     let mut kept = 0;
     let mut next_offset = None;
     while bytes.len() - kept >= BATCH_HEADER_LEN {
@@ -233,5 +234,5 @@ fn whole_batches_len(bytes: &[u8], high_watermark: i64, contiguous: bool) -> usi
         next_offset = Some(header.last_offset() + 1);
         kept += size;
     }
-    kept
+    (kept, next_offset.unwrap_or(0))
 }
