@@ -52,8 +52,9 @@ pub use config::{
     TimestampType, TopicConfig,
 };
 pub use consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, DEFAULT_OFFSETS_TOPIC_PARTITIONS,
-    OFFSETS_TOPIC, OffsetAndMetadata, OffsetReset, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, ConsumerRecordsIter,
+    DEFAULT_OFFSETS_TOPIC_PARTITIONS, OFFSETS_TOPIC, OffsetAndMetadata, OffsetReset,
+    TopicPartition,
 };
 pub use error::{Error, Result};
 pub use group::{

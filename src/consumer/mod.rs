@@ -42,7 +42,7 @@ pub use membership::RebalanceListener;
 pub use offsets::{
     DEFAULT_OFFSETS_TOPIC_PARTITIONS, OFFSETS_TOPIC, OffsetAndMetadata, TopicPartition,
 };
-pub use records::{ConsumerRecord, ConsumerRecords};
+pub use records::{ConsumerRecord, ConsumerRecords, Iter as ConsumerRecordsIter};
 use records::{FetchedRecords, PartitionRecords};
 
 enum Subscription {
@@ -63,6 +63,9 @@ struct Assigned {
     cursor: Option<ReadCursor>,
     /// Records fetched but not yet returned, and the index of the next.
     buffered: Option<(Arc<FetchedRecords>, usize)>,
+    /// The last fetch handed out whole: its buffers are reused once the
+    /// caller has dropped the records that borrow them.
+    spent: Option<Arc<FetchedRecords>>,
 }
 
 impl Assigned {
@@ -232,6 +235,7 @@ impl Consumer {
                         paused: false,
                         cursor: None,
                         buffered: None,
+                        spent: None,
                     });
                 }
             }
@@ -603,6 +607,7 @@ impl Consumer {
             remaining -= take;
             if end == fetched.spans.len() {
                 assigned.position = Some(fetched.fetch.next_offset());
+                assigned.spent = Some(Arc::clone(&fetched));
             } else {
                 assigned.position = Some(fetched.spans[end].offset);
                 assigned.buffered = Some((Arc::clone(&fetched), end));
@@ -622,7 +627,10 @@ impl Consumer {
     fn fill(&mut self, i: usize, budget: &mut usize) -> Result<bool> {
         let mut position = self.resolve_position(i)?;
         let max_bytes = self.config.max_partition_fetch_bytes.min(*budget);
-        let mut fetch = Fetch::new();
+        let (mut fetch, spans) = match self.assignment[i].spent.take().map(Arc::try_unwrap) {
+            Some(Ok(spent)) => (spent.fetch, spent.spans),
+            _ => (Fetch::new(), Vec::new()),
+        };
         let mut retried = false;
         loop {
             let assigned = &self.assignment[i];
@@ -647,7 +655,7 @@ impl Consumer {
         *budget = budget.saturating_sub(fetch.bytes().len());
         let assigned = &mut self.assignment[i];
         assigned.cursor = fetch.cursor().cloned();
-        let fetched = FetchedRecords::decode(fetch)?;
+        let fetched = FetchedRecords::decode(fetch, spans)?;
         if fetched.spans.is_empty() {
             // Only control batches or records below the position.
             assigned.position = Some(fetched.fetch.next_offset());

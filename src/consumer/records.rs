@@ -34,8 +34,14 @@ fn range_in(base: &[u8], part: &[u8]) -> (usize, usize) {
 impl FetchedRecords {
     /// Checks every batch's CRC and decodes the records at or after the
     /// fetch's requested offset.
-    pub(crate) fn decode(fetch: Fetch) -> Result<FetchedRecords> {
-        let mut spans = Vec::new();
+    pub(crate) fn decode(fetch: Fetch, mut spans: Vec<Span>) -> Result<FetchedRecords> {
+        spans.clear();
+        let expected: usize = fetch
+            .batches()
+            .flatten()
+            .map(|b| usize::try_from(b.header().record_count).unwrap_or(0))
+            .sum();
+        spans.reserve(expected);
         let base = fetch.bytes();
         for record in fetch.records() {
             let record = record?;
@@ -120,12 +126,12 @@ impl ConsumerRecords {
     }
 
     /// Every record, partition by partition.
-    pub fn iter(&self) -> impl Iterator<Item = ConsumerRecord<'_>> {
-        self.parts.iter().flat_map(|part| {
-            part.fetched.spans[part.range.clone()]
-                .iter()
-                .map(move |span| part.fetched.view(&part.topic, part.partition, span))
-        })
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            parts: &self.parts,
+            part: 0,
+            next: self.parts.first().map_or(0, |p| p.range.start),
+        }
     }
 
     /// The records of one partition.
@@ -137,8 +143,33 @@ impl ConsumerRecords {
 
 impl<'a> IntoIterator for &'a ConsumerRecords {
     type Item = ConsumerRecord<'a>;
-    type IntoIter = Box<dyn Iterator<Item = ConsumerRecord<'a>> + 'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+    type IntoIter = Iter<'a>;
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the records of a [`ConsumerRecords`].
+#[derive(Clone, Debug)]
+pub struct Iter<'a> {
+    parts: &'a [PartitionRecords],
+    part: usize,
+    next: usize,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = ConsumerRecord<'a>;
+
+    fn next(&mut self) -> Option<ConsumerRecord<'a>> {
+        loop {
+            let part = self.parts.get(self.part)?;
+            if self.next < part.range.end {
+                let span = &part.fetched.spans[self.next];
+                self.next += 1;
+                return Some(part.fetched.view(&part.topic, part.partition, span));
+            }
+            self.part += 1;
+            self.next = self.parts.get(self.part).map_or(0, |p| p.range.start);
+        }
     }
 }

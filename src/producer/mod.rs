@@ -125,6 +125,32 @@ impl ProducerConfig {
     }
 }
 
+/// FNV-1a for the topic-name lookup on every send: a handful of short,
+/// trusted keys, where SipHash's cost shows and its DoS resistance buys
+/// nothing.
+#[derive(Clone, Copy, Default)]
+struct TopicNameHasher;
+
+struct Fnv1a(u64);
+
+impl std::hash::BuildHasher for TopicNameHasher {
+    type Hasher = Fnv1a;
+    fn build_hasher(&self) -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
 /// Sticky partition choice for records without a key (Kafka's uniform
 /// sticky partitioner): stay on one partition for a batch's worth of bytes.
 struct Sticky {
@@ -147,7 +173,7 @@ pub(crate) struct Shared {
     pub(crate) config: ProducerConfig,
     /// Producer id and epoch, with idempotence.
     pub(crate) identity: Option<(i64, i16)>,
-    topics: RwLock<HashMap<String, Arc<TopicQueues>>>,
+    topics: RwLock<HashMap<String, Arc<TopicQueues>, TopicNameHasher>>,
     /// Queues with batches, for the sender.
     pub(crate) pending: Mutex<Vec<Arc<PartitionQueue>>>,
     pub(crate) wake: Arc<Notify>,
@@ -234,7 +260,7 @@ impl Log {
         let shared = Arc::new(Shared {
             log: self.clone(),
             identity,
-            topics: RwLock::new(HashMap::new()),
+            topics: RwLock::new(HashMap::default()),
             pending: Mutex::new(Vec::new()),
             wake: Notify::new(&*clock),
             buffered_bytes: AtomicUsize::new(0),
@@ -412,10 +438,10 @@ impl Producer {
                 max_bytes: topic_queues.max_batch_bytes,
             });
         }
-        // Kafka's producer stamps the send time on records without one.
-        let timestamp_ms = *record
-            .timestamp_ms
-            .get_or_insert_with(|| shared.log.clock().now_ms());
+        // Kafka's producer stamps the send time on records without one. One
+        // clock read serves that and the batch's linger.
+        let now_ms = shared.log.clock().now_ms();
+        let timestamp_ms = *record.timestamp_ms.get_or_insert(now_ms);
         let chosen = match partition {
             Some(partition) => Some(partition),
             None => shared.config.partitioner.partition(
@@ -440,7 +466,6 @@ impl Producer {
                     partition_count,
                 })?;
         self.reserve_memory(size)?;
-        let now_ms = shared.log.clock().now_ms();
         let (completion, index, enlist) = {
             let mut state = queue.state.lock();
             if let Some(open) = &state.open
@@ -450,7 +475,9 @@ impl Producer {
                 state.ready.extend(full);
             }
             let open = state.open.get_or_insert_with(|| PendingBatch {
-                records: Vec::new(),
+                // Sized for a full batch of records like this one, so the
+                // batch does not grow step by step.
+                records: Vec::with_capacity((batch_limit / size.max(1)).clamp(1, 4096)),
                 size_bytes: 0,
                 created_ms: now_ms,
                 completion: BatchCompletion::new(Arc::clone(&topic_queues.name), partition),

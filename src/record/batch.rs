@@ -629,13 +629,20 @@ mod tests {
     #[test]
     fn rejects_empty_batches_and_negative_timestamps() {
         let spec = BatchSpec::plain(TimestampType::CreateTime, 1);
+        let mut out = vec![1, 2, 3];
         assert!(matches!(
-            encoded_size(&[], &spec),
+            encode_batch(&mut out, &[], &spec),
             Err(Error::InvalidRecord(_))
         ));
+        let bad = [Record::new("ok"), Record::new("x").timestamp_ms(-5)];
         assert!(matches!(
-            encoded_size(&[Record::new("x").timestamp_ms(-5)], &spec),
+            encode_batch(&mut out, &bad, &spec),
             Err(Error::InvalidRecord(_))
         ));
+        assert_eq!(
+            out,
+            [1, 2, 3],
+            "a failed encode leaves the buffer as it was"
+        );
     }
 }
