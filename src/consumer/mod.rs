@@ -143,13 +143,15 @@ impl Log {
         self.offset_store().groups(self)
     }
 
-    /// Commits offsets for a group, as a consumer of it would.
+    /// Commits offsets for a group from outside it, as Kafka's admin client
+    /// does: only while the group has no members ([`Error::GroupNotEmpty`]
+    /// otherwise).
     pub fn commit_offsets(
         &self,
         group: &str,
         offsets: &[(TopicPartition, OffsetAndMetadata)],
     ) -> Result<()> {
-        self.offset_store().commit(self, group, offsets)
+        self.group_coordinator().commit(self, group, None, offsets)
     }
 }
 

@@ -75,6 +75,7 @@ impl Log {
             .topics
             .write()
             .insert(name.to_owned(), Arc::new(topic));
+        self.bump_metadata_version();
         Ok(())
     }
 

@@ -104,6 +104,8 @@ pub(crate) struct QueueState {
     pub(crate) next_sequence: i32,
     /// Whether the queue is on the sender's list of non-empty queues.
     pub(crate) enlisted: bool,
+    /// The batch the sender took and has not completed yet.
+    pub(crate) in_flight: Option<Arc<BatchCompletion>>,
 }
 
 impl QueueState {
@@ -126,6 +128,7 @@ impl PartitionQueue {
                 ready: VecDeque::new(),
                 next_sequence: 0,
                 enlisted: false,
+                in_flight: None,
             }),
         }
     }

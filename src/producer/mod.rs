@@ -534,6 +534,7 @@ impl Producer {
                     .iter()
                     .chain(state.open.iter())
                     .map(|batch| Arc::clone(&batch.completion))
+                    .chain(state.in_flight.iter().cloned())
                     .collect::<Vec<_>>()
             })
             .collect();

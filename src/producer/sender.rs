@@ -52,6 +52,9 @@ pub(crate) fn run(shared: &Shared) {
                     next_deadline_ms =
                         next_deadline_ms.min(open.created_ms.saturating_add(linger_ms));
                 }
+                if let Some(batch) = &batch {
+                    state.in_flight = Some(Arc::clone(&batch.completion));
+                }
                 let keep = !state.is_empty();
                 state.enlisted = keep;
                 (batch, keep)
@@ -120,4 +123,5 @@ fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, batch: PendingBatch)
         }
     }
     batch.completion.complete(outcome);
+    queue.state.lock().in_flight = None;
 }
