@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::config::TimestampType;
 use crate::error::{Error, Result};
-use crate::record::varint::{put_varlong, read_varint, read_varlong, varlong_len};
+use crate::record::varint::{VarintBuf, put_varlong, read_varint, read_varlong, varlong_len};
 use crate::record::{HeadersView, Record, RecordView};
 
 /// Length of the fixed record batch header, up to and including the record
@@ -449,12 +449,26 @@ pub(crate) fn encode_batch(
         let timestamp_delta = timestamp - base_timestamp;
         let offset_delta = offset_delta as i64;
         let body = record_body_len(record, timestamp_delta, offset_delta);
-        put_varlong(out, body as i64);
-        out.push(0); // record attributes: unused
-        put_varlong(out, timestamp_delta);
-        put_varlong(out, offset_delta);
-        put_bytes_field(out, record.key.as_deref());
-        put_bytes_field(out, record.value.as_deref());
+        let key = record.key.as_deref();
+        let value = record.value.as_deref();
+        // The small fields go through a stack buffer so each record costs a
+        // few slice copies rather than a push per byte.
+        let mut head = VarintBuf::new();
+        head.put(body as i64);
+        head.put_byte(0); // record attributes: unused
+        head.put(timestamp_delta);
+        head.put(offset_delta);
+        head.put(key.map_or(-1, |k| k.len() as i64));
+        out.extend_from_slice(head.as_slice());
+        if let Some(key) = key {
+            out.extend_from_slice(key);
+        }
+        let mut head = VarintBuf::new();
+        head.put(value.map_or(-1, |v| v.len() as i64));
+        out.extend_from_slice(head.as_slice());
+        if let Some(value) = value {
+            out.extend_from_slice(value);
+        }
         put_varlong(out, record.headers.len() as i64);
         for header in &record.headers {
             put_bytes_field(out, Some(header.key.as_bytes()));

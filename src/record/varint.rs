@@ -17,7 +17,7 @@ fn unzigzag(raw: u64) -> i64 {
 
 /// Appends `value` zig-zag encoded. For values in `i32` range this is
 /// byte-for-byte Kafka's 32-bit varint too.
-#[inline]
+#[inline(always)]
 pub(crate) fn put_varlong(buf: &mut Vec<u8>, value: i64) {
     let mut raw = zigzag(value);
     if raw < 0x80 {
@@ -36,8 +36,48 @@ pub(crate) fn put_varlong(buf: &mut Vec<u8>, value: i64) {
     buf.extend_from_slice(&bytes[..=len]);
 }
 
+/// A few varints assembled on the stack, to be copied out at once.
+pub(crate) struct VarintBuf {
+    bytes: [u8; 5 * MAX_VARLONG_LEN + 1],
+    len: usize,
+}
+
+impl VarintBuf {
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        VarintBuf {
+            bytes: [0; 5 * MAX_VARLONG_LEN + 1],
+            len: 0,
+        }
+    }
+
+    /// Appends `value` zig-zag encoded. Holds up to five varlongs and a byte.
+    #[inline(always)]
+    pub(crate) fn put(&mut self, value: i64) {
+        let mut raw = zigzag(value);
+        while raw >= 0x80 {
+            self.bytes[self.len] = (raw as u8) | 0x80;
+            raw >>= 7;
+            self.len += 1;
+        }
+        self.bytes[self.len] = raw as u8;
+        self.len += 1;
+    }
+
+    #[inline(always)]
+    pub(crate) fn put_byte(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    #[inline(always)]
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// The encoded length of `value`.
-#[inline]
+#[inline(always)]
 pub(crate) fn varlong_len(value: i64) -> usize {
     let raw = zigzag(value);
     // 1 byte per started group of 7 bits; zero still takes one byte.
