@@ -418,6 +418,24 @@ pub(crate) fn size_lower_bound(records: &[Record]) -> usize {
     BATCH_HEADER_LEN + payload
 }
 
+/// The exact encoded size of a batch of `records`, without encoding it
+/// (for reporting how far over a limit a refused batch is).
+pub(crate) fn encoded_size(records: &[Record], spec: &BatchSpec) -> usize {
+    let base_timestamp = records
+        .first()
+        .map_or(0, |first| record_timestamp(first, spec));
+    BATCH_HEADER_LEN
+        + records
+            .iter()
+            .enumerate()
+            .map(|(offset_delta, record)| {
+                let timestamp_delta = record_timestamp(record, spec).saturating_sub(base_timestamp);
+                let body = record_body_len(record, timestamp_delta, offset_delta as i64);
+                varlong_len(body as i64) + body
+            })
+            .sum::<usize>()
+}
+
 /// Appends one record batch holding `records` to `out`, exactly as Kafka
 /// encodes it, CRC included, and returns its header. On error `out` is
 /// left as it was.
@@ -550,6 +568,8 @@ mod tests {
         let mut out = Vec::new();
         let header = encode_batch(&mut out, records, spec).expect("valid records");
         assert_eq!(header.size_bytes(), out.len());
+        assert_eq!(encoded_size(records, spec), out.len());
+        assert!(size_lower_bound(records) <= out.len());
         assert_eq!(BatchHeader::parse(&out).expect("parses"), header);
         out
     }

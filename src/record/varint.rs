@@ -96,11 +96,11 @@ pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
         *pos += 1;
         return Some(unzigzag(u64::from(first)));
     }
-    if let Some(&second) = buf.get(*pos + 1) {
-        if second & 0x80 == 0 {
-            *pos += 2;
-            return Some(unzigzag(u64::from(first & 0x7f) | (u64::from(second) << 7)));
-        }
+    if let Some(&second) = buf.get(*pos + 1)
+        && second & 0x80 == 0
+    {
+        *pos += 2;
+        return Some(unzigzag(u64::from(first & 0x7f) | (u64::from(second) << 7)));
     }
     read_varlong_slow(buf, pos)
 }
@@ -128,12 +128,12 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
         *pos += 1;
         return Some(unzigzag(u64::from(first)) as i32);
     }
-    if let Some(&second) = buf.get(*pos + 1) {
-        if second & 0x80 == 0 {
-            *pos += 2;
-            // At most 14 bits: always within `i32`.
-            return Some(unzigzag(u64::from(first & 0x7f) | (u64::from(second) << 7)) as i32);
-        }
+    if let Some(&second) = buf.get(*pos + 1)
+        && second & 0x80 == 0
+    {
+        *pos += 2;
+        // At most 14 bits: always within `i32`.
+        return Some(unzigzag(u64::from(first & 0x7f) | (u64::from(second) << 7)) as i32);
     }
     let mut probe = *pos;
     let value = read_varlong(buf, &mut probe)?;

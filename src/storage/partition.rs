@@ -16,7 +16,8 @@ use crate::notify::Notify;
 use crate::record::BatchHeader;
 use crate::record::Record;
 use crate::record::batch::{
-    BatchSpec, encode_batch, set_base_offset, set_partition_leader_epoch, size_lower_bound,
+    BatchSpec, encode_batch, encoded_size, set_base_offset, set_partition_leader_epoch,
+    size_lower_bound,
 };
 use crate::storage::checkpoint::{sync_dir, write_epoch_checkpoint};
 use crate::storage::index::{IndexEntry, OffsetEntry, TimeEntry};
@@ -239,8 +240,11 @@ impl PartitionLog {
             spec.producer_epoch = producer.producer_epoch;
             spec.base_sequence = producer.base_sequence;
         }
-        // Refuse a batch far over the limit before encoding it.
-        self.check_batch_size(size_lower_bound(records))?;
+        // Refuse a batch over the limit before encoding it when a cheap lower
+        // bound already shows it (the error reports the exact size).
+        if self.check_batch_size(size_lower_bound(records)).is_err() {
+            self.check_batch_size(encoded_size(records, &spec))?;
+        }
         ENCODE_BUFFER.with(|cell| {
             let mut buffer = cell.borrow_mut();
             buffer.clear();
