@@ -48,13 +48,15 @@ mod topics;
 
 pub use clock::{Clock, ClockListener, ManualClock, SystemClock};
 pub use config::{
-    CleanupPolicy, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SEGMENT_BYTES, Durability, LogConfig,
-    TimestampType, TopicConfig,
+    CleanupPolicy, DEFAULT_DELETE_RETENTION_MS, DEFAULT_INDEX_INTERVAL_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RETENTION_MS, DEFAULT_SEGMENT_BYTES,
+    DEFAULT_SEGMENT_INDEX_BYTES, DEFAULT_SEGMENT_MS, Durability, LogConfig, MAX_PARTITIONS,
+    MIN_SEGMENT_BYTES, TimestampType, TopicConfig,
 };
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, ConsumerRecordsIter,
     DEFAULT_OFFSETS_TOPIC_PARTITIONS, OFFSETS_TOPIC, OffsetAndMetadata, OffsetReset,
-    TopicPartition,
+    RebalanceListener, TopicPartition,
 };
 pub use error::{Error, Result};
 pub use group::{
@@ -73,6 +75,7 @@ pub use record::{
     RecordIter, RecordView,
 };
 pub use storage::{
-    AppendInfo, AppendOptions, Batches, Fetch, ProducerBatch, Records, TimestampOffset,
+    AppendInfo, AppendOptions, Batches, CompactionStats, Fetch, ProducerBatch, Records,
+    TimestampOffset,
 };
 pub use topics::{MAX_TOPIC_NAME_LEN, validate_topic_name};

@@ -37,33 +37,69 @@ pub(crate) const CLEANED_SUFFIX: &str = "cleaned";
 pub(crate) const SWAP_SUFFIX: &str = "swap";
 /// Bytes read from a segment at a time while cleaning.
 const READ_CHUNK_BYTES: usize = 4 << 20;
-/// Bytes of a map entry: a 128-bit key hash and an offset, with the hash
-/// table's overhead (Kafka's `SkimpyOffsetMap` budgets 24 bytes too).
-pub(crate) const OFFSET_MAP_ENTRY_BYTES: usize = 24;
+/// Bytes of memory one map entry may take: a 128-bit key hash and an
+/// offset (24 bytes) plus the hash table's control byte, at most 8/7 of
+/// entries per bucket, and up to twice the buckets right after the table
+/// doubles. Kafka's `SkimpyOffsetMap` packs entries in 24 bytes; a growable
+/// table needs the slack to stay within the configured buffer.
+pub(crate) const OFFSET_MAP_ENTRY_BYTES: usize = 64;
 
 /// Key → latest offset over the dirty section, holding a 128-bit hash of
 /// each key rather than the key (as Kafka's cleaner holds an MD5), so its
-/// memory is bounded by the number of keys.
+/// memory is bounded by the number of keys, not their size.
 pub(crate) struct OffsetMap {
-    entries: HashMap<u128, i64>,
+    entries: HashMap<(u64, u64), i64, PreHashed>,
     capacity: usize,
 }
 
-fn key_hash(key: &[u8]) -> u128 {
+/// Two SipHash passes with different prefixes: 128 bits, so two keys share
+/// an entry (and one loses its latest record) with negligible probability.
+fn key_hash(key: &[u8]) -> (u64, u64) {
     let mut low = DefaultHasher::new();
     key.hash(&mut low);
     let mut high = DefaultHasher::new();
     0x0b70_01e7_u32.hash(&mut high);
     key.hash(&mut high);
-    (u128::from(high.finish()) << 64) | u128::from(low.finish())
+    (low.finish(), high.finish())
+}
+
+/// The map's keys are hashes already: use their bits as they are.
+#[derive(Clone, Copy, Default)]
+struct PreHashed;
+
+#[derive(Default)]
+struct PreHashedHasher(u64);
+
+impl std::hash::BuildHasher for PreHashed {
+    type Hasher = PreHashedHasher;
+    fn build_hasher(&self) -> PreHashedHasher {
+        PreHashedHasher(0)
+    }
+}
+
+impl Hasher for PreHashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for `(u64, u64)` keys; fold anything else.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 ^= value;
+    }
 }
 
 impl OffsetMap {
     pub(crate) fn with_memory(bytes: usize) -> OffsetMap {
-        let capacity = (bytes / OFFSET_MAP_ENTRY_BYTES).max(1);
         OffsetMap {
-            entries: HashMap::with_capacity(capacity.min(1 << 20)),
-            capacity,
+            // Grown as keys arrive: a map sized for the whole buffer would
+            // scatter a few keys over a large table, missing the cache on
+            // every record.
+            entries: HashMap::default(),
+            capacity: (bytes / OFFSET_MAP_ENTRY_BYTES).max(1),
         }
     }
 

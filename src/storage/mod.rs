@@ -9,6 +9,8 @@ pub(crate) mod compaction;
 pub(crate) mod fetch;
 pub(crate) mod index;
 mod load;
+#[cfg(test)]
+pub(crate) mod lock_tests;
 pub(crate) mod partition;
 pub(crate) mod producer_state;
 mod read;

@@ -505,6 +505,8 @@ impl PartitionLog {
             let dirty = std::mem::take(&mut state.directory_dirty);
             (Arc::clone(&state.segments), state.next_offset, dirty)
         };
+        #[cfg(test)]
+        crate::storage::lock_tests::pause_point(&self.topic, self.partition);
         let result = (|| {
             if directory_dirty {
                 sync_dir(&self.dir).at(&self.dir)?;
