@@ -429,7 +429,9 @@ impl PartitionLog {
                 let keep_empty = header.last_offset() == group_last_offset
                     || (header.producer_id >= 0 && producers_last.contains(&header.last_offset()));
                 let start = out.len();
-                let written = if local.len() as u64 == total && !needs_horizon {
+                // An untouched batch is copied as it is; an empty one (left by
+                // an earlier pass) only survives where an empty one must.
+                let written = if total > 0 && local.len() as u64 == total && !needs_horizon {
                     out.extend_from_slice(batch.as_bytes());
                     Some(header)
                 } else if !local.is_empty() || keep_empty {
