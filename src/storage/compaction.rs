@@ -274,6 +274,9 @@ impl PartitionLog {
         now_ms: i64,
         map_memory_bytes: usize,
     ) -> Result<Option<CompactionStats>> {
+        // One pass at a time per partition: two would write the same
+        // `.cleaned` files.
+        let _pass = self.compaction_pass.lock();
         if !self.is_compacted() {
             return Ok(None);
         }
@@ -471,6 +474,9 @@ impl PartitionLog {
 
     /// Replaces `group` by the cleaned segment at `base`, crash-safely.
     fn swap_in(&self, group: &[Arc<Segment>], base: i64, size: u64) -> Result<bool> {
+        // `<base>.log.swap` marks an unfinished swap: it is renamed first
+        // from `.cleaned` (the commit point) and last into place, so while
+        // it exists every `.swap` file at this base belongs to the swap.
         let paths: Vec<PathBuf> = [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX]
             .iter()
             .map(|suffix| self.dir.join(segment_file_name(base, suffix)))
@@ -501,7 +507,10 @@ impl PartitionLog {
         for segment in group {
             segment.mark_deleted()?;
         }
-        for path in &paths {
+        // The old segments must be gone on disk before the new one takes
+        // their name, or a crash could leave both.
+        sync_dir(&self.dir).at(&self.dir)?;
+        for path in paths.iter().rev() {
             fs::rename(suffixed(path, SWAP_SUFFIX), path).at(path)?;
         }
         sync_dir(&self.dir).at(&self.dir)?;
@@ -530,10 +539,13 @@ impl<E: crate::storage::index::IndexEntry> PersistIndex for IndexFile<E> {
 }
 
 /// Completes or discards compaction swaps interrupted by a crash: a
-/// `.cleaned` file was never committed and goes; a `.swap` file was, and
-/// replaces every segment whose base offset falls in its range.
+/// `.cleaned` file was never committed and goes; a `<base>.log.swap` was,
+/// and replaces every segment based within its range, its own base
+/// included; an index `.swap` without one belongs to a data file already in
+/// place.
 pub(crate) fn finish_interrupted_swaps(dir: &Path) -> Result<()> {
-    let mut swaps = Vec::new();
+    let mut swapped_logs = Vec::new();
+    let mut swapped_files = Vec::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let path = entry.path();
@@ -542,26 +554,25 @@ pub(crate) fn finish_interrupted_swaps(dir: &Path) -> Result<()> {
         };
         if name.ends_with(&format!(".{CLEANED_SUFFIX}")) {
             fs::remove_file(&path).at(&path)?;
-        } else if let Some(log) = name.strip_suffix(&format!(".{LOG_SUFFIX}.{SWAP_SUFFIX}"))
-            && let Ok(base) = log.parse::<i64>()
-        {
-            swaps.push(base);
+        } else if let Some(final_name) = name.strip_suffix(&format!(".{SWAP_SUFFIX}")) {
+            if let Some((base, suffix)) =
+                crate::storage::segment::parse_segment_file_name(final_name)
+            {
+                if suffix == LOG_SUFFIX {
+                    swapped_logs.push(base);
+                }
+                swapped_files.push(dir.join(final_name));
+            }
         }
     }
-    for base in swaps {
+    if swapped_files.is_empty() {
+        return Ok(());
+    }
+    for base in swapped_logs {
         let swap_log = suffixed(&dir.join(segment_file_name(base, LOG_SUFFIX)), SWAP_SUFFIX);
-        let file = File::open(&swap_log).at(&swap_log)?;
-        let len = file.metadata().at(&swap_log)?.len();
-        let mut last_offset = base;
-        let mut position = 0u64;
-        let mut header = [0u8; BATCH_HEADER_LEN];
-        while position + BATCH_HEADER_LEN as u64 <= len {
-            file.read_exact_at(&mut header, position).at(&swap_log)?;
-            let parsed = BatchHeader::parse(&header)?;
-            last_offset = parsed.last_offset();
-            position += parsed.size_bytes() as u64;
-        }
-        // The old segments it replaces: every one based within its range.
+        let last_offset = last_offset_in(&swap_log)?.unwrap_or(base);
+        // The other old segments of the group: every one based after this
+        // base within the swap's range.
         for entry in fs::read_dir(dir).at(dir)? {
             let path = entry.at(dir)?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -571,19 +582,32 @@ pub(crate) fn finish_interrupted_swaps(dir: &Path) -> Result<()> {
             else {
                 continue;
             };
-            if (base..=last_offset).contains(&old_base)
-                && [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX].contains(&suffix)
-            {
+            let segment_file = [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX].contains(&suffix);
+            if segment_file && old_base > base && old_base <= last_offset {
                 fs::remove_file(&path).at(&path)?;
             }
         }
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let path = dir.join(segment_file_name(base, suffix));
-            let swap = suffixed(&path, SWAP_SUFFIX);
-            if swap.exists() {
-                fs::rename(&swap, &path).at(&path)?;
-            }
-        }
+    }
+    // Data files last, as `swap_in` does.
+    swapped_files.sort_by_key(|path| path.extension().is_some_and(|e| e == LOG_SUFFIX));
+    for path in swapped_files {
+        fs::rename(suffixed(&path, SWAP_SUFFIX), &path).at(&path)?;
     }
     sync_dir(dir).at(dir)
+}
+
+/// The last offset of the last whole batch in a segment file.
+fn last_offset_in(path: &Path) -> Result<Option<i64>> {
+    let file = File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len();
+    let mut last_offset = None;
+    let mut position = 0u64;
+    let mut header = [0u8; BATCH_HEADER_LEN];
+    while position + BATCH_HEADER_LEN as u64 <= len {
+        file.read_exact_at(&mut header, position).at(path)?;
+        let parsed = BatchHeader::parse(&header)?;
+        last_offset = Some(parsed.last_offset());
+        position += parsed.size_bytes() as u64;
+    }
+    Ok(last_offset)
 }

@@ -128,10 +128,14 @@ impl PartitionLog {
                 Err(_) => Some(segments.len() - 1),
             }
         } else {
-            let recovery_point = hints.recovery_point.unwrap_or(0);
+            // Start with the segment holding the last offset known to be on
+            // disk: a flush that raced a roll may have moved the recovery
+            // point to the end of a segment whose index files were not yet
+            // synced, and re-reading that segment rebuilds them.
+            let last_flushed = hints.recovery_point.unwrap_or(0).saturating_sub(1);
             Some(
                 segments
-                    .partition_point(|s| s.base_offset() <= recovery_point)
+                    .partition_point(|s| s.base_offset() <= last_flushed)
                     .saturating_sub(1),
             )
         };

@@ -165,6 +165,8 @@ pub(crate) struct PartitionLog {
     /// Consumers waiting on several partitions at once register here.
     watchers: Mutex<Vec<Weak<Notify>>>,
     watcher_count: AtomicUsize,
+    /// Held by a compaction pass from start to finish.
+    pub(crate) compaction_pass: Mutex<()>,
 }
 
 impl PartitionLog {
@@ -200,6 +202,7 @@ impl PartitionLog {
             background,
             watchers: Mutex::new(Vec::new()),
             watcher_count: AtomicUsize::new(0),
+            compaction_pass: Mutex::new(()),
         }
     }
 

@@ -428,7 +428,9 @@ impl Segment {
     pub(crate) fn ensure_verified(&self, interval: u64) -> Result<()> {
         {
             let mut indexes = self.indexes.lock();
-            if indexes.verified {
+            // A deleted segment's index paths may belong to its replacement
+            // now: never rebuild (write) them.
+            if indexes.verified || self.is_deleted() {
                 return Ok(());
             }
             let sane = indexes_look_sane(&mut indexes, self.base_offset, self.size())
