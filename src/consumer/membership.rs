@@ -157,7 +157,13 @@ impl Consumer {
                         self.set_assignment(Vec::new());
                     }
                     let owned = self.assignment();
-                    coordinator.rejoin(&log, &group_id, &member_id, owned)?;
+                    match coordinator.rejoin(&log, &group_id, &member_id, owned) {
+                        Ok(()) => {}
+                        // Removed while it revoked (its callback outlasted the
+                        // poll interval): start over as a new member.
+                        Err(Error::UnknownMember { .. }) => self.rejoin_as_new_member()?,
+                        Err(err) => return Err(err),
+                    }
                 }
                 Ok(Action::Assignment {
                     generation,
@@ -192,17 +198,7 @@ impl Consumer {
                     self.set_assignment(wanted);
                     self.call_listener(Callback::Assigned, &added);
                 }
-                Err(Error::UnknownMember { .. }) => {
-                    let owned = self.assignment();
-                    if !owned.is_empty() {
-                        self.call_listener(Callback::Lost, &owned);
-                    }
-                    self.set_assignment(Vec::new());
-                    let subscription = self.membership.take().map(|m| m.subscription);
-                    if let Some(subscription) = subscription {
-                        self.join_group(subscription)?;
-                    }
-                }
+                Err(Error::UnknownMember { .. }) => self.rejoin_as_new_member()?,
                 Err(err @ Error::FencedInstanceId { .. }) => {
                     let owned = self.assignment();
                     if !owned.is_empty() {
@@ -216,6 +212,21 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// The group removed this member: its partitions are lost (they may
+    /// belong to others already), and it joins again as a new member, as
+    /// Kafka's consumer does after `UNKNOWN_MEMBER_ID`.
+    fn rejoin_as_new_member(&mut self) -> Result<()> {
+        let owned = self.assignment();
+        if !owned.is_empty() {
+            self.call_listener(Callback::Lost, &owned);
+        }
+        self.set_assignment(Vec::new());
+        match self.membership.take() {
+            Some(membership) => self.join_group(membership.subscription),
+            None => Ok(()),
+        }
     }
 
     /// Stops as a crashed process would: no commit, no leave. The group

@@ -507,7 +507,19 @@ impl Consumer {
             .saturating_sub(self.last_commit_ms)
             >= interval_ms
         {
-            self.commit()?;
+            match self.commit() {
+                Ok(()) => {}
+                // As Kafka's asynchronous auto-commit: a commit the group
+                // refuses mid-rebalance is retried later, not thrown from
+                // `poll`.
+                Err(
+                    Error::UnknownMember { .. }
+                    | Error::IllegalGeneration { .. }
+                    | Error::RebalanceInProgress(_)
+                    | Error::FencedInstanceId { .. },
+                ) => {}
+                Err(err) => return Err(err),
+            }
         }
         Ok(())
     }
@@ -683,7 +695,9 @@ impl Consumer {
         } else {
             Ok(())
         };
-        self.leave_group(false);
+        // As Kafka's close: the rebalance listener hears of the revocation
+        // (and may commit) before the member leaves.
+        self.leave_group(true);
         self.set_assignment(Vec::new());
         result
     }

@@ -388,7 +388,10 @@ impl GroupCoordinator {
                 // Static membership: the new instance takes the old one's
                 // place and assignment without a rebalance; the old handle is
                 // fenced.
+                let mut resubscribed = false;
                 if let Some(old) = group.members.remove(&old_id) {
+                    resubscribed =
+                        old.subscription.resolve(log) != member.subscription.resolve(log);
                     member.assignment = old.assignment;
                     member.rejoined = old.rejoined;
                     old.liveness.news.store(true, Ordering::SeqCst);
@@ -396,6 +399,13 @@ impl GroupCoordinator {
                 }
                 group.fenced.insert(old_id, instance_id);
                 group.members.insert(member_id.clone(), member);
+                if resubscribed {
+                    // Its old assignment may cover topics it no longer wants.
+                    group.start_round(now_ms, wakers);
+                    if let Some(member) = group.members.get_mut(&member_id) {
+                        member.rejoined = true;
+                    }
+                }
                 if group.state == GroupState::PreparingRebalance {
                     group.try_complete(log, wakers);
                 }

@@ -554,15 +554,14 @@ pub(crate) fn finish_interrupted_swaps(dir: &Path) -> Result<()> {
         };
         if name.ends_with(&format!(".{CLEANED_SUFFIX}")) {
             fs::remove_file(&path).at(&path)?;
-        } else if let Some(final_name) = name.strip_suffix(&format!(".{SWAP_SUFFIX}")) {
-            if let Some((base, suffix)) =
+        } else if let Some(final_name) = name.strip_suffix(&format!(".{SWAP_SUFFIX}"))
+            && let Some((base, suffix)) =
                 crate::storage::segment::parse_segment_file_name(final_name)
-            {
-                if suffix == LOG_SUFFIX {
-                    swapped_logs.push(base);
-                }
-                swapped_files.push(dir.join(final_name));
+        {
+            if suffix == LOG_SUFFIX {
+                swapped_logs.push(base);
             }
+            swapped_files.push(dir.join(final_name));
         }
     }
     if swapped_files.is_empty() {
