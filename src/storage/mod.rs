@@ -7,6 +7,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod compaction;
 pub(crate) mod fetch;
+mod flush;
 pub(crate) mod index;
 mod load;
 #[cfg(test)]
@@ -17,6 +18,7 @@ mod read;
 mod retention;
 pub(crate) mod scan;
 pub(crate) mod segment;
+mod truncate;
 
 pub use compaction::CompactionStats;
 pub use fetch::{Batches, Fetch, Records};

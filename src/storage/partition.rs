@@ -1,6 +1,8 @@
 //! One partition's log: an ordered list of segments, the last one active.
-//! Appends, rolls, flushes (with group commit) and truncation live here;
-//! reads are in `read.rs`, opening and crash recovery in `load.rs`.
+//! The state, appends (with idempotence and conditional checks) and rolls
+//! live here; flushing and closing in `flush.rs`, truncation in
+//! `truncate.rs`, reads in `read.rs`, opening and crash recovery in
+//! `load.rs`.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use crate::record::batch::{
     BatchSpec, encode_batch, encoded_size, set_base_offset, set_partition_leader_epoch,
     size_lower_bound,
 };
-use crate::storage::checkpoint::{sync_dir, write_epoch_checkpoint};
+
 use crate::storage::index::{IndexEntry, OffsetEntry, TimeEntry};
 use crate::storage::producer_state::{
     BatchMetadata, ProducerStateTable, SequenceCheck, last_sequence, write_snapshot,
@@ -136,9 +138,9 @@ impl PartitionState {
     }
 }
 
-struct FlushState {
-    durable_offset: i64,
-    in_progress: bool,
+pub(crate) struct FlushState {
+    pub(crate) durable_offset: i64,
+    pub(crate) in_progress: bool,
 }
 
 /// One partition of a topic.
@@ -149,22 +151,22 @@ pub(crate) struct PartitionLog {
     pub(crate) config: Arc<TopicConfig>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) state: Mutex<PartitionState>,
-    flush: Mutex<FlushState>,
-    flush_done: Condvar,
+    pub(crate) flush: Mutex<FlushState>,
+    pub(crate) flush_done: Condvar,
     /// Woken by every append (and by close) for readers waiting for data.
     pub(crate) data_arrived: Arc<Notify>,
     /// Copy of the high watermark that waiters read without the lock.
-    high_watermark: AtomicI64,
-    closed: AtomicBool,
+    pub(crate) high_watermark: AtomicI64,
+    pub(crate) closed: AtomicBool,
     /// Set on roll; the log's background flusher then makes the sealed
     /// segment durable and moves the recovery point.
     pub(crate) needs_background_flush: AtomicBool,
     /// Clock time of the last completed flush.
     pub(crate) last_flush_ms: AtomicI64,
-    background: Arc<Notify>,
+    pub(crate) background: Arc<Notify>,
     /// Consumers waiting on several partitions at once register here.
-    watchers: Mutex<Vec<Weak<Notify>>>,
-    watcher_count: AtomicUsize,
+    pub(crate) watchers: Mutex<Vec<Weak<Notify>>>,
+    pub(crate) watcher_count: AtomicUsize,
     /// Held by a compaction pass from start to finish.
     pub(crate) compaction_pass: Mutex<()>,
 }
@@ -220,7 +222,7 @@ impl PartitionLog {
         self.config.cleanup_policy == CleanupPolicy::Delete
     }
 
-    fn interval_bytes(&self) -> u64 {
+    pub(crate) fn interval_bytes(&self) -> u64 {
         u64::from(self.config.index_interval_bytes)
     }
 
@@ -279,7 +281,7 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn check_writable(&self, state: &PartitionState) -> Result<()> {
+    pub(crate) fn check_writable(&self, state: &PartitionState) -> Result<()> {
         if state.closed {
             return Err(Error::Closed);
         }
@@ -470,238 +472,6 @@ impl PartitionLog {
         state.directory_dirty = true;
         self.needs_background_flush.store(true, Ordering::Release);
         self.background.signal();
-        Ok(())
-    }
-
-    /// Waits until every offset below `target` is on disk, flushing if no
-    /// other thread is. Appenders that arrive while a flush runs share the
-    /// next one (group commit) instead of each paying for an `fsync`.
-    pub(crate) fn flush_to(&self, target: i64) -> Result<()> {
-        let mut flush = self.flush.lock();
-        loop {
-            if flush.durable_offset >= target {
-                return Ok(());
-            }
-            if flush.in_progress {
-                self.flush_done.wait(&mut flush);
-                continue;
-            }
-            flush.in_progress = true;
-            drop(flush);
-            let result = self.flush_now();
-            flush = self.flush.lock();
-            flush.in_progress = false;
-            self.flush_done.notify_all();
-            match result {
-                Ok(durable) => flush.durable_offset = flush.durable_offset.max(durable),
-                Err(err) => return Err(err),
-            }
-        }
-    }
-
-    /// Forces everything appended so far to disk and returns the offset it
-    /// covers. Sealed segments' indexes go to disk too, so the recovery
-    /// point can move past them.
-    pub(crate) fn flush_now(&self) -> Result<i64> {
-        let (segments, log_end, directory_dirty) = {
-            let mut state = self.state.lock();
-            let dirty = std::mem::take(&mut state.directory_dirty);
-            (Arc::clone(&state.segments), state.next_offset, dirty)
-        };
-        #[cfg(test)]
-        crate::storage::lock_tests::pause_point(&self.topic, self.partition);
-        let result = (|| {
-            if directory_dirty {
-                sync_dir(&self.dir).at(&self.dir)?;
-            }
-            let last = segments.len() - 1;
-            for (i, segment) in segments.iter().enumerate() {
-                segment.sync()?;
-                if i < last {
-                    segment.sync_sealed_indexes()?;
-                }
-            }
-            Ok(())
-        })();
-        let mut state = self.state.lock();
-        if let Err(err) = result {
-            // After a failed fsync the kernel may have dropped the dirty
-            // pages: what is in the file is unknown until recovery reads it.
-            state.directory_dirty |= directory_dirty;
-            state.poisoned = Some(format!("flush failed: {err}"));
-            return Err(err);
-        }
-        state.recovery_point = state.recovery_point.max(log_end);
-        self.last_flush_ms
-            .store(self.clock.now_ms(), Ordering::Release);
-        Ok(log_end)
-    }
-
-    /// Writes the active segment's index entries and flushes everything:
-    /// the clean-shutdown half of closing. Returns the recovery point.
-    pub(crate) fn close(&self) -> Result<i64> {
-        // Refuse appends first, so none can land after the final flush and
-        // be taken for flushed by the clean-shutdown marker.
-        self.mark_closed();
-        let flushed = self.flush_now();
-        let (active, snapshot) = {
-            let mut state = self.state.lock();
-            state.producers.expire(self.clock.now_ms());
-            let snapshot =
-                write_snapshot(&self.dir, state.next_offset, &state.producers).at(&self.dir);
-            (Arc::clone(state.active()), snapshot)
-        };
-        // As Kafka does on close: the largest timestamp gets its entry, so
-        // the next open finds it without a scan.
-        active
-            .indexes
-            .lock()
-            .append_time_entry(active.base_offset());
-        let persisted = active.persist_indexes(true);
-        flushed?;
-        persisted?;
-        snapshot?;
-        Ok(self.state.lock().recovery_point)
-    }
-
-    /// Refuses further writes until the log is reopened (which recovers the
-    /// partition).
-    pub(crate) fn poison(&self, reason: String) {
-        self.state.lock().poisoned = Some(reason);
-    }
-
-    /// Refuses further appends and wakes waiting readers.
-    pub(crate) fn mark_closed(&self) {
-        self.state.lock().closed = true;
-        self.closed.store(true, Ordering::Release);
-        self.wake_readers();
-    }
-
-    /// Wakes readers waiting for data on this partition, and consumers
-    /// waiting on it among others.
-    fn wake_readers(&self) {
-        self.data_arrived.notify();
-        // SeqCst pairs with `watch`: a watcher registered before the data
-        // was published is seen here.
-        if self.watcher_count.load(Ordering::SeqCst) > 0 {
-            let mut watchers = self.watchers.lock();
-            watchers.retain(|watcher| match watcher.upgrade() {
-                Some(notify) => {
-                    notify.notify();
-                    true
-                }
-                None => false,
-            });
-            self.watcher_count.store(watchers.len(), Ordering::SeqCst);
-        }
-    }
-
-    /// Registers `notify` to be woken by every append to this partition
-    /// until it is dropped or [`PartitionLog::unwatch`]ed.
-    pub(crate) fn watch(&self, notify: &Arc<Notify>) {
-        let mut watchers = self.watchers.lock();
-        watchers.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(notify)));
-        watchers.push(Arc::downgrade(notify));
-        self.watcher_count.store(watchers.len(), Ordering::SeqCst);
-    }
-
-    /// Stops waking `notify`.
-    pub(crate) fn unwatch(&self, notify: &Arc<Notify>) {
-        let mut watchers = self.watchers.lock();
-        watchers.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(notify)));
-        self.watcher_count.store(watchers.len(), Ordering::SeqCst);
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Blocks until the high watermark passes `offset` or the clock reaches
-    /// `deadline_ms`; true if data is there.
-    pub(crate) fn wait_for_data(&self, offset: i64, deadline_ms: i64) -> Result<bool> {
-        let arrived = self.data_arrived.wait_until(&*self.clock, deadline_ms, || {
-            self.high_watermark() > offset || self.is_closed()
-        });
-        if self.is_closed() && (self.high_watermark() <= offset) {
-            return Err(Error::Closed);
-        }
-        Ok(arrived)
-    }
-
-    /// Removes every record at or after `offset` (a follower that diverged
-    /// from its leader, or recovery). Later segments are deleted whole.
-    pub(crate) fn truncate_to(&self, offset: i64) -> Result<()> {
-        let mut state = self.state.lock();
-        self.check_writable(&state)?;
-        if offset >= state.next_offset {
-            return Ok(());
-        }
-        let offset = offset.max(state.log_start_offset);
-        let keep = state
-            .segments
-            .partition_point(|s| s.base_offset() <= offset)
-            .max(1);
-        let mut segments: Vec<Arc<Segment>> = state.segments[..keep].to_vec();
-        for removed in &state.segments[keep..] {
-            removed.mark_deleted()?;
-        }
-        let last = Arc::clone(&segments[keep - 1]);
-        if last.base_offset() > offset {
-            // Everything goes: start over with an empty segment at `offset`.
-            last.mark_deleted()?;
-            segments.clear();
-            segments.push(Arc::new(Segment::create(&self.dir, offset)?));
-        } else {
-            let cut = match last.find_batch(offset, last.size(), self.interval_bytes())? {
-                Some((_, header)) if header.base_offset < offset => {
-                    return Err(Error::InvalidRecord(format!(
-                        "offset {offset} is inside the batch {}..={}; truncation works on batch boundaries",
-                        header.base_offset,
-                        header.last_offset()
-                    )));
-                }
-                Some((position, _)) => position,
-                None => last.size(),
-            };
-            last.truncate_file(cut)?;
-            // Rebuild the (now active) segment's indexes from what remains.
-            last.recover(
-                last.base_offset(),
-                self.interval_bytes(),
-                true,
-                true,
-                self.offsets_contiguous(),
-            )?;
-        }
-        state.segments = Arc::new(segments);
-        state.next_offset = offset;
-        state.high_watermark = state.high_watermark.min(offset);
-        state.recovery_point = state.recovery_point.min(offset);
-        state.directory_dirty = true;
-        state.active_created_ms = self.clock.now_ms();
-        let active = Arc::clone(state.active());
-        state.active_first_timestamp = match active.size() {
-            0 => None,
-            _ => Some(active.read_header(0)?.max_timestamp),
-        };
-        state.active_index_full =
-            indexes_full(&mut active.indexes.lock(), self.config.segment_index_bytes);
-        state.producers.truncate_from(offset);
-        crate::storage::producer_state::remove_snapshots_after(&self.dir, offset).at(&self.dir)?;
-        let before = state.epoch_entries.len();
-        state
-            .epoch_entries
-            .retain(|&(_, start)| start < offset || start == 0);
-        if state.epoch_entries.len() != before {
-            write_epoch_checkpoint(
-                &self.dir.join(LEADER_EPOCH_CHECKPOINT),
-                &state.epoch_entries,
-            )?;
-        }
-        self.high_watermark
-            .store(state.high_watermark, Ordering::Release);
-        let mut flush = self.flush.lock();
-        flush.durable_offset = flush.durable_offset.min(offset);
         Ok(())
     }
 }
