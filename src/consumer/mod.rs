@@ -2,8 +2,7 @@
 //! `__consumer_offsets`, and blocks in `poll` until data arrives.
 //!
 //! ```
-//! use std::time::Duration;
-//! use brooklet::{ConsumerConfig, Log, LogConfig, OffsetReset, Record, TopicConfig};
+//! //! use brooklet::{ConsumerConfig, Log, LogConfig, OffsetReset, Record, TopicConfig};
 //!
 //! let log = Log::temporary(LogConfig::default())?;
 //! log.create_topic("orders", TopicConfig::default())?;
@@ -22,18 +21,19 @@
 mod config;
 mod membership;
 pub(crate) mod offsets;
+mod polling;
+mod positions;
 mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::group::coordinator::Subscription as GroupSubscription;
-use crate::log::{Log, deadline_after};
+use crate::log::Log;
 use crate::notify::Notify;
+use crate::storage::PartitionLog;
 use crate::storage::fetch::ReadCursor;
-use crate::storage::{Fetch, PartitionLog, TimestampOffset};
 use crate::topics::validate_topic_name;
 
 pub use config::{ConsumerConfig, OffsetReset};
@@ -42,8 +42,8 @@ pub use membership::RebalanceListener;
 pub use offsets::{
     DEFAULT_OFFSETS_TOPIC_PARTITIONS, OFFSETS_TOPIC, OffsetAndMetadata, TopicPartition,
 };
+use records::FetchedRecords;
 pub use records::{ConsumerRecord, ConsumerRecords, Iter as ConsumerRecordsIter};
-use records::{FetchedRecords, PartitionRecords};
 
 enum Subscription {
     None,
@@ -281,155 +281,6 @@ impl Consumer {
         Ok(())
     }
 
-    fn index_of(&self, tp: &TopicPartition) -> Result<usize> {
-        self.assignment
-            .iter()
-            .position(|a| &a.tp == tp)
-            .ok_or_else(|| Error::NotAssigned {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-            })
-    }
-
-    /// The offset `auto_offset_reset` gives partition `i`.
-    fn reset_offset(&self, i: usize) -> Result<i64> {
-        let assigned = &self.assignment[i];
-        let (log_start, high_watermark, _) = assigned.log.offsets();
-        match self.config.auto_offset_reset {
-            OffsetReset::Earliest => Ok(log_start),
-            OffsetReset::Latest => Ok(high_watermark),
-            OffsetReset::None => Err(Error::NoOffsetForPartition {
-                topic: assigned.tp.topic.clone(),
-                partition: assigned.tp.partition,
-            }),
-        }
-    }
-
-    /// The position of partition `i`, looking up the committed offset (or
-    /// applying the reset policy) the first time.
-    fn resolve_position(&mut self, i: usize) -> Result<i64> {
-        if let Some(position) = self.assignment[i].position {
-            return Ok(position);
-        }
-        let committed = match &self.config.group_id {
-            Some(group) => {
-                self.log
-                    .offset_store()
-                    .committed(&self.log, group, &self.assignment[i].tp)?
-            }
-            None => None,
-        };
-        let position = match committed {
-            Some(commit) => commit.offset,
-            None => self.reset_offset(i)?,
-        };
-        self.assignment[i].set_position(position);
-        Ok(position)
-    }
-
-    /// The offset of the next record `poll` returns from a partition.
-    pub fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
-        let i = self.index_of(tp)?;
-        self.resolve_position(i)
-    }
-
-    /// Moves a partition's position to `offset`; the next poll reads from
-    /// there (an offset outside the log follows `auto_offset_reset`).
-    pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
-        let i = self.index_of(tp)?;
-        self.assignment[i].set_position(offset);
-        Ok(())
-    }
-
-    fn selected(&self, partitions: &[TopicPartition]) -> Result<Vec<usize>> {
-        if partitions.is_empty() {
-            return Ok((0..self.assignment.len()).collect());
-        }
-        partitions.iter().map(|tp| self.index_of(tp)).collect()
-    }
-
-    /// Moves partitions (all assigned ones if `partitions` is empty) to
-    /// their log start.
-    pub fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        for i in self.selected(partitions)? {
-            let (log_start, _, _) = self.assignment[i].log.offsets();
-            self.assignment[i].set_position(log_start);
-        }
-        Ok(())
-    }
-
-    /// Moves partitions (all assigned ones if `partitions` is empty) to
-    /// their end.
-    pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        for i in self.selected(partitions)? {
-            let (_, high_watermark, _) = self.assignment[i].log.offsets();
-            self.assignment[i].set_position(high_watermark);
-        }
-        Ok(())
-    }
-
-    /// Moves partitions (all assigned ones if `partitions` is empty) to
-    /// their first record at or after `timestamp_ms`, or to their end if
-    /// there is none.
-    pub fn seek_to_timestamp(
-        &mut self,
-        partitions: &[TopicPartition],
-        timestamp_ms: i64,
-    ) -> Result<()> {
-        for i in self.selected(partitions)? {
-            let log = &self.assignment[i].log;
-            let offset = match log.offset_for_timestamp(timestamp_ms)? {
-                Some(found) => found.offset,
-                None => log.offsets().1,
-            };
-            self.assignment[i].set_position(offset);
-        }
-        Ok(())
-    }
-
-    /// For each partition, its first record at or after the timestamp
-    /// (Kafka's `offsetsForTimes`).
-    pub fn offsets_for_times(
-        &self,
-        query: &[(TopicPartition, i64)],
-    ) -> Result<Vec<(TopicPartition, Option<TimestampOffset>)>> {
-        query
-            .iter()
-            .map(|(tp, ts)| {
-                Ok((
-                    tp.clone(),
-                    self.log
-                        .offset_for_timestamp(&tp.topic, tp.partition, *ts)?,
-                ))
-            })
-            .collect()
-    }
-
-    /// Stops returning records from these partitions until resumed.
-    pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        for i in self.selected(partitions)? {
-            self.assignment[i].paused = true;
-        }
-        Ok(())
-    }
-
-    /// Returns records from these partitions again.
-    pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        for i in self.selected(partitions)? {
-            self.assignment[i].paused = false;
-        }
-        Ok(())
-    }
-
-    /// The paused partitions.
-    pub fn paused(&self) -> Vec<TopicPartition> {
-        self.assignment
-            .iter()
-            .filter(|a| a.paused)
-            .map(|a| a.tp.clone())
-            .collect()
-    }
-
     fn group(&self) -> Result<&str> {
         self.config
             .group_id
@@ -522,161 +373,6 @@ impl Consumer {
             }
         }
         Ok(())
-    }
-
-    /// Returns the records available now, in offset order per partition,
-    /// starting with a different partition each time for fairness. If there
-    /// are none, blocks until an append brings some or `timeout` passes on
-    /// the log's clock, and then returns what there is (maybe nothing).
-    pub fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        let clock = Arc::clone(self.log.clock());
-        let deadline_ms = deadline_after(&*clock, timeout);
-        self.mark_polling(true);
-        let result = self.poll_until(deadline_ms);
-        self.mark_polling(false);
-        result
-    }
-
-    /// Tells the group coordinator this member is (or stopped) polling.
-    fn mark_polling(&self, polling: bool) {
-        if let Some(membership) = &self.membership {
-            let liveness = &membership.liveness;
-            liveness.last_poll_ms.store(
-                self.log.clock().now_ms(),
-                std::sync::atomic::Ordering::SeqCst,
-            );
-            liveness
-                .in_poll
-                .store(polling, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-
-    fn poll_until(&mut self, deadline_ms: i64) -> Result<ConsumerRecords> {
-        let clock = Arc::clone(self.log.clock());
-        self.sync_group()?;
-        self.maybe_auto_commit()?;
-        loop {
-            self.refresh_subscription()?;
-            self.sync_group()?;
-            let records = self.fetch_available()?;
-            if !records.is_empty() {
-                return Ok(records);
-            }
-            let wake = Arc::clone(&self.wake);
-            let version = self.log.metadata_version();
-            // Wake up in time to notice a member of the group expiring.
-            let group_deadline_ms = self.membership.as_ref().map_or(i64::MAX, |m| {
-                self.log.group_coordinator().next_deadline_ms(&m.group_id)
-            });
-            let news = self.membership.as_ref().map(|m| Arc::clone(&m.liveness));
-            wake.wait_until(&*clock, deadline_ms.min(group_deadline_ms), || {
-                self.log.metadata_version() != version
-                    || news
-                        .as_ref()
-                        .is_some_and(|n| n.news.load(std::sync::atomic::Ordering::SeqCst))
-                    || self.assignment.iter().any(|a| !a.paused && a.has_data())
-                    || self.log.check_open().is_err()
-            });
-            self.log.check_open()?;
-            if clock.now_ms() >= deadline_ms {
-                self.sync_group()?;
-                return self.fetch_available();
-            }
-        }
-    }
-
-    /// Reads what is there without waiting.
-    fn fetch_available(&mut self) -> Result<ConsumerRecords> {
-        let mut out = ConsumerRecords::default();
-        let count = self.assignment.len();
-        if count == 0 {
-            return Ok(out);
-        }
-        let mut remaining = self.config.max_poll_records;
-        let mut budget = self.config.fetch_max_bytes;
-        let start = self.next_index % count;
-        self.next_index = (start + 1) % count;
-        for k in 0..count {
-            if remaining == 0 {
-                break;
-            }
-            let i = (start + k) % count;
-            if self.assignment[i].paused {
-                continue;
-            }
-            if self.assignment[i].buffered.is_none()
-                && (budget == 0 || !self.fill(i, &mut budget)?)
-            {
-                continue;
-            }
-            let assigned = &mut self.assignment[i];
-            let Some((fetched, next)) = assigned.buffered.take() else {
-                continue;
-            };
-            let take = remaining.min(fetched.spans.len() - next);
-            let end = next + take;
-            remaining -= take;
-            if end == fetched.spans.len() {
-                assigned.position = Some(fetched.fetch.next_offset());
-                assigned.spent = Some(Arc::clone(&fetched));
-            } else {
-                assigned.position = Some(fetched.spans[end].offset);
-                assigned.buffered = Some((Arc::clone(&fetched), end));
-            }
-            out.parts.push(PartitionRecords {
-                topic: Arc::clone(&assigned.topic),
-                partition: assigned.tp.partition,
-                fetched,
-                range: next..end,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Fetches the next batches of partition `i` into its buffer; false if
-    /// there were none.
-    fn fill(&mut self, i: usize, budget: &mut usize) -> Result<bool> {
-        let mut position = self.resolve_position(i)?;
-        let max_bytes = self.config.max_partition_fetch_bytes.min(*budget);
-        let (mut fetch, spans) = match self.assignment[i].spent.take().map(Arc::try_unwrap) {
-            Some(Ok(spent)) => (spent.fetch, spent.spans),
-            _ => (Fetch::new(), Vec::new()),
-        };
-        let mut retried = false;
-        loop {
-            let assigned = &self.assignment[i];
-            match assigned
-                .log
-                .read_into(position, max_bytes, assigned.cursor.as_ref(), &mut fetch)
-            {
-                Ok(()) => break,
-                Err(Error::OffsetOutOfRange { .. })
-                    if !retried && self.config.auto_offset_reset != OffsetReset::None =>
-                {
-                    position = self.reset_offset(i)?;
-                    self.assignment[i].set_position(position);
-                    retried = true;
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        if fetch.is_empty() {
-            return Ok(false);
-        }
-        *budget = budget.saturating_sub(fetch.bytes().len());
-        let assigned = &mut self.assignment[i];
-        assigned.cursor = fetch.cursor().cloned();
-        let fetched = FetchedRecords::decode(fetch, spans)?;
-        if fetched.spans.is_empty() {
-            // Only control batches or records below the position.
-            assigned.position = Some(fetched.fetch.next_offset());
-            return Ok(false);
-        }
-        assigned.buffered = Some((Arc::new(fetched), 0));
-        Ok(true)
     }
 
     /// Commits positions if auto-commit is on, and leaves. Later polls fail
