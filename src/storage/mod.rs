@@ -19,6 +19,7 @@ mod retention;
 pub(crate) mod scan;
 pub(crate) mod segment;
 mod truncate;
+mod verify;
 
 pub use compaction::CompactionStats;
 pub use fetch::{Batches, Fetch, Records};
