@@ -14,8 +14,8 @@ pub enum OffsetReset {
     /// The end: only records appended from now on (Kafka's default).
     #[default]
     Latest,
-    /// Fail with [`Error::NoOffsetForPartition`] or
-    /// [`Error::OffsetOutOfRange`].
+    /// Fail with [`Error::NoOffsetForPartition`](crate::Error::NoOffsetForPartition) or
+    /// [`Error::OffsetOutOfRange`](crate::Error::OffsetOutOfRange).
     None,
 }
 
