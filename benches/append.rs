@@ -34,91 +34,29 @@
 //! Run with `cargo bench --bench append`. Under `cargo test --benches` the
 //! sizes shrink to a smoke test.
 
+mod common;
+
 use std::fs::{self, File};
 use std::hint::black_box;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use brooklet::{Durability, Log, LogConfig, Record, TailLoss, TopicConfig};
-use criterion::{Criterion, Throughput};
-use tempfile::TempDir;
+use brooklet::{Durability, Log, LogConfig, Record, TopicConfig};
+use criterion::Throughput;
+
+use common::{
+    Timing, bench_mode, criterion_mean_ns, discard, in_rounds, make_records, median, print_df,
+    print_load, print_parallelism, ratio_line, reps, rotation, scaled, scratch_root,
+    thread_cpu_time,
+};
 
 const TOPIC: &str = "bench";
-const KEY_BYTES: usize = 16;
-const VALUE_BYTES: usize = 100;
 /// The largest segment brooklet accepts: no roll (and so no background
 /// fsync) happens during a round.
 const NO_ROLL_SEGMENT_BYTES: u32 = i32::MAX as u32;
-/// Interleaved repetitions of each pair for the printed ratios.
-const REPS: usize = 5;
-
-/// Whether this is a real benchmark run (`cargo bench`) rather than the
-/// smoke run `cargo test --benches` does.
-fn bench_mode() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
-}
-
-/// Scales a work amount down for the smoke run.
-fn scaled(full: bool, units: u64) -> u64 {
-    if full { units } else { (units / 200).max(2) }
-}
-
-fn scratch_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("bench-scratch");
-    fs::create_dir_all(&root).expect("create target/bench-scratch");
-    root
-}
-
-fn scratch_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("append-")
-        .tempdir_in(scratch_root())
-        .expect("create a scratch directory")
-}
-
-fn print_df(path: &Path) {
-    match std::process::Command::new("df")
-        .arg("-h")
-        .arg(path)
-        .output()
-    {
-        Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
-        Err(err) => println!("(df failed: {err})"),
-    }
-}
-
-/// Prints the load average: other processes compete for this machine's
-/// cores, which the multi-threaded figures depend on.
-fn print_load(when: &str) {
-    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average at {when}: {}", load.trim());
-}
-
-/// `n` records with distinct 16-byte keys and pseudo-random 100-byte values.
-fn make_records(n: usize) -> Vec<Record> {
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    (0..n)
-        .map(|i| {
-            let key = format!("{i:0width$}", width = KEY_BYTES);
-            assert_eq!(key.len(), KEY_BYTES);
-            let value: Vec<u8> = (0..VALUE_BYTES)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state >> 32) as u8
-                })
-                .collect();
-            Record::new(value).key(key)
-        })
-        .collect()
-}
 
 /// The record batches appended in turn: 1,000 one-record slices, or one
 /// slice of `per_batch` records.
@@ -140,51 +78,10 @@ fn open_log(dir: &Path, config: &TopicConfig) -> Log {
     log
 }
 
-/// Stops a log whose data is about to be deleted: no flush, no fsync.
-fn discard(log: Log) {
-    log.kill(TailLoss::None).expect("stop log");
-}
-
-/// What a round took: wall-clock time, and CPU time (user + system) of the
-/// threads doing the work. CPU time is less disturbed by other processes
-/// taking the machine's cores, so its ratios are steadier on a busy machine
-/// (but blind to time spent waiting for the disk).
-#[derive(Clone, Copy, Debug)]
-struct Timing {
-    wall: Duration,
-    cpu: Duration,
-}
-
-impl Timing {
-    /// The timing of half the work: for two-thread rounds that did twice as
-    /// much as the one-thread round they are compared with.
-    fn halved(self) -> Timing {
-        Timing {
-            wall: self.wall / 2,
-            cpu: self.cpu / 2,
-        }
-    }
-}
-
-/// CPU time the calling thread has used so far.
-fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes one timespec through a valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(
-        u64::try_from(now.tv_sec).expect("non-negative seconds"),
-        u32::try_from(now.tv_nsec).expect("nanoseconds below 1e9"),
-    )
-}
-
 /// Appends `n` batches (cycling through `batches`) to partition 0 of a fresh
 /// log and returns the time the appends took.
 fn append_round(config: &TopicConfig, batches: &[&[Record]], n: u64) -> Timing {
-    let dir = scratch_dir();
+    let dir = common::scratch_dir("append-");
     let log = open_log(dir.path(), config);
     let cpu = thread_cpu_time();
     let start = Instant::now();
@@ -203,7 +100,7 @@ fn append_round(config: &TopicConfig, batches: &[&[Record]], n: u64) -> Timing {
 /// Writes `n` chunks (cycling through `chunks`) to a new file, each with
 /// one `write_all` and, with `sync`, one `fdatasync`.
 fn write_round(chunks: &[Vec<u8>], n: u64, sync: bool) -> Timing {
-    let dir = scratch_dir();
+    let dir = common::scratch_dir("append-");
     let mut file = File::create(dir.path().join("baseline.log")).expect("create baseline file");
     let cpu = thread_cpu_time();
     let start = Instant::now();
@@ -222,6 +119,37 @@ fn write_round(chunks: &[Vec<u8>], n: u64, sync: bool) -> Timing {
     timing
 }
 
+/// Runs `work` on one thread per job, all released together, and returns
+/// the wall time from the release until the last thread finished and the
+/// threads' CPU time summed.
+fn timed_threads<J: Send>(jobs: Vec<J>, work: impl Fn(J) + Sync) -> Timing {
+    let barrier = Barrier::new(jobs.len() + 1);
+    thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let (barrier, work) = (&barrier, &work);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let cpu = thread_cpu_time();
+                    work(job);
+                    thread_cpu_time() - cpu
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let cpu = handles
+            .into_iter()
+            .map(|handle| handle.join().expect("working thread"))
+            .sum();
+        Timing {
+            wall: start.elapsed(),
+            cpu,
+        }
+    })
+}
+
 /// Appends from one thread per entry of `partitions` (the partition it
 /// appends to), `per_thread` batches each, and returns the wall time from
 /// the common start until the last thread finished.
@@ -231,34 +159,12 @@ fn threaded_round(
     batches: &[&[Record]],
     per_thread: u64,
 ) -> Timing {
-    let dir = scratch_dir();
+    let dir = common::scratch_dir("append-");
     let log = open_log(dir.path(), config);
-    let barrier = Barrier::new(partitions.len() + 1);
-    let timing = thread::scope(|scope| {
-        let handles: Vec<_> = partitions
-            .iter()
-            .map(|&partition| {
-                let (log, barrier) = (&log, &barrier);
-                scope.spawn(move || {
-                    barrier.wait();
-                    let cpu = thread_cpu_time();
-                    for i in 0..per_thread {
-                        let batch = batches[(i % batches.len() as u64) as usize];
-                        black_box(log.append(TOPIC, partition, batch).expect("append"));
-                    }
-                    thread_cpu_time() - cpu
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let cpu = handles
-            .into_iter()
-            .map(|handle| handle.join().expect("appender thread"))
-            .sum();
-        Timing {
-            wall: start.elapsed(),
-            cpu,
+    let timing = timed_threads(partitions.to_vec(), |partition| {
+        for i in 0..per_thread {
+            let batch = batches[(i % batches.len() as u64) as usize];
+            black_box(log.append(TOPIC, partition, batch).expect("append"));
         }
     });
     discard(log);
@@ -268,36 +174,14 @@ fn threaded_round(
 /// The file-write counterpart of [`threaded_round`]: one thread per file,
 /// each writing `per_thread` chunks with one `write_all` each.
 fn threaded_write_round(chunks: &[Vec<u8>], threads: usize, per_thread: u64) -> Timing {
-    let dir = scratch_dir();
+    let dir = common::scratch_dir("append-");
     let files: Vec<File> = (0..threads)
         .map(|t| File::create(dir.path().join(format!("baseline-{t}.log"))).expect("create file"))
         .collect();
-    let barrier = Barrier::new(threads + 1);
-    thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .into_iter()
-            .map(|mut file| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    barrier.wait();
-                    let cpu = thread_cpu_time();
-                    for i in 0..per_thread {
-                        let chunk = &chunks[(i % chunks.len() as u64) as usize];
-                        file.write_all(chunk).expect("write");
-                    }
-                    thread_cpu_time() - cpu
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let cpu = handles
-            .into_iter()
-            .map(|handle| handle.join().expect("writer thread"))
-            .sum();
-        Timing {
-            wall: start.elapsed(),
-            cpu,
+    timed_threads(files, |mut file| {
+        for i in 0..per_thread {
+            let chunk = &chunks[(i % chunks.len() as u64) as usize];
+            file.write_all(chunk).expect("write");
         }
     })
 }
@@ -316,23 +200,10 @@ fn threaded_iters(
     elapsed.mul_f64(iters as f64 / (per_thread * threads) as f64)
 }
 
-/// Runs `iters` units in rounds of at most `round` (each round a fresh log
-/// or file, so no file grows without bound) and sums the measured time.
-fn in_rounds(iters: u64, round: u64, mut run: impl FnMut(u64) -> Duration) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(round);
-        total += run(n);
-        left -= n;
-    }
-    total
-}
-
 /// Encodes batches exactly as brooklet stores them: appends `batches` once
 /// each to a scratch log and splits its segment file at batch boundaries.
 fn encoded_batches(batches: &[&[Record]]) -> Vec<Vec<u8>> {
-    let dir = scratch_dir();
+    let dir = common::scratch_dir("append-");
     let log = open_log(dir.path(), &topic_config(Durability::Os, 1));
     for batch in batches {
         log.append(TOPIC, 0, batch).expect("append");
@@ -359,42 +230,6 @@ fn encoded_batches(batches: &[&[Record]]) -> Vec<Vec<u8>> {
     chunks
 }
 
-/// Criterion's mean time per iteration, in nanoseconds, of `group/bench`,
-/// read back from the `estimates.json` it wrote during this run (`None` if
-/// it wrote none since `since`, e.g. when a filter skipped the benchmark).
-fn criterion_mean_ns(group: &str, bench: &str, since: SystemTime) -> Option<f64> {
-    let home = std::env::var_os("CRITERION_HOME")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("criterion"))
-        })
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target")
-                .join("criterion")
-        });
-    let path = home
-        .join(group)
-        .join(bench)
-        .join("new")
-        .join("estimates.json");
-    if fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let text = fs::read_to_string(path).ok()?;
-    let mean = &text[text.find("\"mean\"")?..];
-    const KEY: &str = "\"point_estimate\":";
-    let value = &mean[mean.find(KEY)? + KEY.len()..];
-    value[..value.find([',', '}'])?].parse().ok()
-}
-
-/// Median of a non-empty slice.
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
 /// How many units make one run last about `target` (within `min..=max`),
 /// from a short probe of `probe_units`: fsync latency on a shared disk
 /// changes by an order of magnitude from one minute to the next, and a fixed
@@ -413,8 +248,7 @@ fn calibrated_units(
 
 /// Rates of interleaved runs of several variants over the same amount of
 /// work: units per wall-clock second and units per CPU second, per variant.
-/// The order rotates each repetition so a slow phase of the machine does not
-/// always hit the same variant.
+/// The order rotates each repetition (see [`rotation`]).
 fn interleaved(
     reps: usize,
     units: u64,
@@ -422,13 +256,10 @@ fn interleaved(
 ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let mut wall = vec![Vec::with_capacity(reps); variants.len()];
     let mut cpu = vec![Vec::with_capacity(reps); variants.len()];
-    for rep in 0..reps {
-        for k in 0..variants.len() {
-            let v = (k + rep) % variants.len();
-            let timing = variants[v](units);
-            wall[v].push(units as f64 / timing.wall.as_secs_f64());
-            cpu[v].push(units as f64 / timing.cpu.as_secs_f64().max(1e-9));
-        }
+    for v in rotation(reps, variants.len()) {
+        let timing = variants[v](units);
+        wall[v].push(units as f64 / timing.wall.as_secs_f64());
+        cpu[v].push(units as f64 / timing.cpu.as_secs_f64().max(1e-9));
     }
     (wall, cpu)
 }
@@ -443,7 +274,7 @@ struct Report {
 impl Report {
     fn rate(&mut self, name: &str, unit: &str, rates: &[f64], bytes_per_unit: Option<u64>) {
         let med = median(rates);
-        let best = rates.iter().copied().fold(f64::MIN, f64::max);
+        let best = common::best(rates);
         let mib = bytes_per_unit
             .map(|b| format!(", {:.0} MiB/s", med * b as f64 / (1 << 20) as f64))
             .unwrap_or_default();
@@ -469,24 +300,7 @@ impl Report {
     }
 
     fn ratio(&mut self, name: &str, a: &[f64], b: &[f64], goal: Option<f64>) {
-        let ratio = median(a) / median(b);
-        let best =
-            a.iter().copied().fold(f64::MIN, f64::max) / b.iter().copied().fold(f64::MIN, f64::max);
-        let per_rep: Vec<String> = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| format!("{:.2}", x / y))
-            .collect();
-        let verdict = match goal {
-            Some(goal) if ratio >= goal => format!("; goal >= {goal}: met"),
-            Some(goal) => format!("; goal >= {goal}: MISSED"),
-            None => String::new(),
-        };
-        self.lines.push(format!(
-            "ratio {name} = {ratio:.3} (median of {n}; best/best {best:.3}; per run [{}]{verdict})",
-            per_rep.join(", "),
-            n = a.len(),
-        ));
+        self.lines.push(ratio_line(name, a, b, goal));
     }
 }
 
@@ -515,58 +329,55 @@ fn main() {
     let os_two = topic_config(Durability::Os, 2);
 
     let criterion_started = SystemTime::now();
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1500))
-        .configure_from_args();
+    let mut criterion = common::criterion(Duration::from_millis(1500));
 
     // Rounds bound the size of each scratch file (about 100 MB, 20 MB, ...).
     let big_round = 800;
     let small_round = 100_000;
     let sync_round = 200;
 
-    let mut group = criterion.benchmark_group("append_1000_records_os");
-    group.throughput(Throughput::Bytes(big_bytes));
-    group.bench_function("brooklet", |b| {
-        b.iter_custom(|iters| in_rounds(iters, big_round, |n| append_round(&os, &big, n).wall))
-    });
-    group.bench_function("write_all", |b| {
-        b.iter_custom(|iters| {
-            in_rounds(iters, big_round, |n| {
-                write_round(&big_chunks, n, false).wall
-            })
-        })
-    });
-    group.finish();
-
-    let mut group = criterion.benchmark_group("append_1_record_os");
-    group.throughput(Throughput::Bytes(small_bytes));
-    group.bench_function("brooklet", |b| {
-        b.iter_custom(|iters| in_rounds(iters, small_round, |n| append_round(&os, &small, n).wall))
-    });
-    group.bench_function("write", |b| {
-        b.iter_custom(|iters| {
-            in_rounds(iters, small_round, |n| {
-                write_round(&small_chunks, n, false).wall
-            })
-        })
-    });
-    group.finish();
-
-    let mut group = criterion.benchmark_group("append_1000_records_every_append");
-    group.throughput(Throughput::Bytes(big_bytes));
-    group.bench_function("brooklet", |b| {
-        b.iter_custom(|iters| in_rounds(iters, sync_round, |n| append_round(&every, &big, n).wall))
-    });
-    group.bench_function("write_fdatasync", |b| {
-        b.iter_custom(|iters| {
-            in_rounds(iters, sync_round, |n| {
-                write_round(&big_chunks, n, true).wall
-            })
-        })
-    });
-    group.finish();
+    for (name, bytes, config, set, chunks, sync, round, baseline) in [
+        (
+            "append_1000_records_os",
+            big_bytes,
+            &os,
+            &big,
+            &big_chunks,
+            false,
+            big_round,
+            "write_all",
+        ),
+        (
+            "append_1_record_os",
+            small_bytes,
+            &os,
+            &small,
+            &small_chunks,
+            false,
+            small_round,
+            "write",
+        ),
+        (
+            "append_1000_records_every_append",
+            big_bytes,
+            &every,
+            &big,
+            &big_chunks,
+            true,
+            sync_round,
+            "write_fdatasync",
+        ),
+    ] {
+        let mut group = criterion.benchmark_group(name);
+        group.throughput(Throughput::Bytes(bytes));
+        group.bench_function("brooklet", |b| {
+            b.iter_custom(|iters| in_rounds(iters, round, |n| append_round(config, set, n).wall))
+        });
+        group.bench_function(baseline, |b| {
+            b.iter_custom(|iters| in_rounds(iters, round, |n| write_round(chunks, n, sync).wall))
+        });
+        group.finish();
+    }
 
     let mut group = criterion.benchmark_group("group_commit_1_record_every_append");
     group.throughput(Throughput::Elements(1));
@@ -622,7 +433,7 @@ fn main() {
 
     // The same pairs again over a fixed amount of work, interleaved, timed
     // with Instant: these are the ratios to quote.
-    let reps = if full { REPS } else { 1 };
+    let reps = reps(full);
     let mut report = Report::default();
     let since = criterion_started;
     for (name, group, a, b) in [
@@ -908,10 +719,7 @@ fn main() {
     for line in &report.criterion_lines {
         println!("{line}");
     }
-    println!(
-        "available parallelism: {:?}",
-        thread::available_parallelism().ok()
-    );
+    print_parallelism();
     print_load("end");
     print_df(&root);
 }

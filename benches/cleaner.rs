@@ -43,31 +43,37 @@
 //! measured again with `Instant` (`BROOKLET_BENCH_COMPACT_REPS` full-size
 //! compactions, default 3; 5 interleaved repetitions of the append pair)
 //! and printed at the end. Data goes to temporary directories under
-//! `target/` (same filesystem as the repository; `/tmp` may be tmpfs);
+//! `target/bench-scratch` (same filesystem as the repository; `/tmp` may be
+//! tmpfs);
 //! logs are stopped with `Log::kill(TailLoss::None)` and deleted, so their
 //! dirty pages are dropped rather than written back.
 //!
 //! Run with `cargo bench --bench cleaner`; under `cargo test --benches` the
 //! sizes shrink to a smoke test.
 
+mod common;
+
 use std::collections::HashSet;
 use std::fs;
 use std::hint::black_box;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use brooklet::{CleanupPolicy, Log, LogConfig, Record, TailLoss, TopicConfig};
-use criterion::{Criterion, SamplingMode, Throughput};
-use tempfile::TempDir;
+use brooklet::{CleanupPolicy, Log, LogConfig, Record, TopicConfig};
+use criterion::{SamplingMode, Throughput};
+
+use common::{
+    KEY_BYTES, VALUE_BYTES, bench_mode, discard, make_records, median, print_load,
+    print_parallelism, ratio_line_without_best, reps, rotation, scratch_dir, size_from_env,
+    thread_cpu_time,
+};
 
 const COMPACTED: &str = "compacted";
 const FOREGROUND: &str = "x";
-const KEY_BYTES: usize = 16;
-const VALUE_BYTES: usize = 100;
 const RECORDS_PER_BATCH: usize = 1000;
 const DISTINCT_KEYS: usize = 100_000;
 const POOL_BATCHES: usize = DISTINCT_KEYS / RECORDS_PER_BATCH;
@@ -80,64 +86,8 @@ const BUSY_SEGMENT_BYTES: u32 = 16 << 20;
 /// with, and appended to it between two passes.
 const BUSY_PRELOAD_BYTES: u64 = 32 * MIB;
 const BUSY_REDIRTY_BYTES: u64 = 32 * MIB;
-/// Interleaved repetitions of the append pair.
-const REPS: usize = 5;
 const COMPACTION_GOAL_MB_S: f64 = 200.0;
 const APPEND_GOAL_RATIO: f64 = 0.7;
-
-/// Whether this is a real benchmark run (`cargo bench`) rather than the
-/// smoke run `cargo test --benches` does.
-fn bench_mode() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
-}
-
-/// A size from the environment, or `default`; `smoke` for the smoke run.
-fn size_from_env(name: &str, default: u64, full: bool, smoke: u64) -> u64 {
-    if !full {
-        return smoke;
-    }
-    match std::env::var(name) {
-        Ok(text) => text
-            .trim()
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a whole number, not {text:?}")),
-        Err(_) => default,
-    }
-}
-
-fn scratch_dir() -> TempDir {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    fs::create_dir_all(&target).expect("create target/");
-    tempfile::tempdir_in(target).expect("create a scratch directory under target/")
-}
-
-fn print_load(when: &str) {
-    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average at {when}: {}", load.trim());
-}
-
-/// CPU time the calling thread has used so far.
-fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes one timespec through a valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(
-        u64::try_from(now.tv_sec).expect("non-negative seconds"),
-        u32::try_from(now.tv_nsec).expect("nanoseconds below 1e9"),
-    )
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
 
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
@@ -192,14 +142,6 @@ fn key_pool() -> Vec<Vec<Record>> {
         .collect();
     assert_eq!(pool.len(), POOL_BATCHES);
     pool
-}
-
-/// One 1,000-record batch for the foreground appends.
-fn foreground_batch() -> Vec<Record> {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    (0..RECORDS_PER_BATCH)
-        .map(|i| Record::new(rng.bytes(VALUE_BYTES)).key(format!("{i:0width$}", width = KEY_BYTES)))
-        .collect()
 }
 
 /// Appends pool batches, each pass over the pool in a new order.
@@ -269,16 +211,10 @@ fn open_log(dir: &Path) -> Log {
     .expect("open log")
 }
 
-/// Sizes of the partition's sealed segment files (all `.log` files but the
-/// last).
-fn sealed_file_bytes(dir: &Path, topic: &str) -> (Vec<std::path::PathBuf>, u64) {
-    let partition_dir = dir.join("log").join(format!("{topic}-0"));
-    let mut logs: Vec<_> = fs::read_dir(&partition_dir)
-        .expect("list partition directory")
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
+/// The partition's sealed segment files (all `.log` files but the last) and
+/// their total size.
+fn sealed_file_bytes(dir: &Path, topic: &str) -> (Vec<PathBuf>, u64) {
+    let mut logs = common::segment_files(&dir.join("log").join(format!("{topic}-0")));
     logs.pop();
     let bytes = logs
         .iter()
@@ -288,7 +224,7 @@ fn sealed_file_bytes(dir: &Path, topic: &str) -> (Vec<std::path::PathBuf>, u64) 
 }
 
 /// Reads `files` whole, 4 MiB at a time.
-fn read_files(files: &[std::path::PathBuf]) -> Duration {
+fn read_files(files: &[PathBuf]) -> Duration {
     let mut buf = vec![0u8; 4 << 20];
     let start = Instant::now();
     for path in files {
@@ -320,7 +256,7 @@ struct CompactionRun {
 /// Fills a fresh compacted partition with at least `bytes` of sealed
 /// segments, then times `compact_now` on it.
 fn compaction_run(pool: &[Vec<Record>], bytes: u64, seed: u64) -> CompactionRun {
-    let dir = scratch_dir();
+    let dir = scratch_dir("cleaner-");
     let log = open_log(dir.path());
     log.create_topic(COMPACTED, compacted_config(COMPACT_SEGMENT_BYTES))
         .expect("create compacted topic");
@@ -343,7 +279,7 @@ fn compaction_run(pool: &[Vec<Record>], bytes: u64, seed: u64) -> CompactionRun 
         "one pass over exactly the sealed segments (nothing compacted them before)"
     );
     check_compacted(&log);
-    log.kill(TailLoss::None).expect("stop log");
+    discard(log);
     CompactionRun {
         time,
         cpu,
@@ -436,7 +372,7 @@ fn append_round(
     batches: u64,
     cleaning: bool,
 ) -> (Timing, CleanerWork) {
-    let dir = scratch_dir();
+    let dir = scratch_dir("cleaner-");
     let log = open_log(dir.path());
     log.create_topic(FOREGROUND, TopicConfig::default())
         .expect("create foreground topic");
@@ -489,32 +425,13 @@ fn append_round(
             .unwrap_or_default();
         (timing, work)
     });
-    log.kill(TailLoss::None).expect("stop log");
+    discard(log);
     (timing, work)
 }
 
 // ---------------------------------------------------------------------------
 // Report
 // ---------------------------------------------------------------------------
-
-fn ratio_line(name: &str, a: &[f64], b: &[f64], goal: Option<f64>) -> String {
-    let ratio = median(a) / median(b);
-    let per_rep: Vec<String> = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| format!("{:.2}", x / y))
-        .collect();
-    let verdict = match goal {
-        Some(goal) if ratio >= goal => format!("; goal >= {goal}: met"),
-        Some(goal) => format!("; goal >= {goal}: MISSED"),
-        None => String::new(),
-    };
-    format!(
-        "ratio {name} = {ratio:.3} (median of {}; per run [{}]{verdict})",
-        a.len(),
-        per_rep.join(", ")
-    )
-}
 
 fn main() {
     let full = bench_mode();
@@ -531,13 +448,9 @@ fn main() {
         criterion_bytes / MIB
     );
     let pool = key_pool();
-    let foreground = foreground_batch();
+    let foreground = make_records(RECORDS_PER_BATCH);
 
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
+    let mut criterion = common::criterion(Duration::from_secs(3));
 
     let mut group = criterion.benchmark_group("compact_now_100k_keys");
     group.sampling_mode(SamplingMode::Flat);
@@ -645,23 +558,19 @@ fn main() {
         last.records_removed,
     ));
 
-    let reps = if full { REPS } else { 1 };
     let mut wall = [Vec::new(), Vec::new()];
     let mut cpu = [Vec::new(), Vec::new()];
     let mut work = CleanerWork::default();
     let mut timings: [Vec<Timing>; 2] = [Vec::new(), Vec::new()];
-    for rep in 0..reps {
-        for k in 0..2 {
-            let v = (k + rep) % 2;
-            let (timing, done) = append_round(&pool, &foreground, append_batches, v == 1);
-            wall[v].push(append_batches as f64 / timing.wall.as_secs_f64());
-            cpu[v].push(append_batches as f64 / timing.cpu.as_secs_f64().max(1e-9));
-            timings[v].push(timing);
-            work.passes += done.passes;
-            work.compacting += done.compacting;
-            work.redirtying += done.redirtying;
-            work.bytes_read += done.bytes_read;
-        }
+    for v in rotation(reps(full), 2) {
+        let (timing, done) = append_round(&pool, &foreground, append_batches, v == 1);
+        wall[v].push(append_batches as f64 / timing.wall.as_secs_f64());
+        cpu[v].push(append_batches as f64 / timing.cpu.as_secs_f64().max(1e-9));
+        timings[v].push(timing);
+        work.passes += done.passes;
+        work.compacting += done.compacting;
+        work.redirtying += done.redirtying;
+        work.bytes_read += done.bytes_read;
     }
     for (v, name) in ["without cleaner", "with cleaner"].iter().enumerate() {
         let secs = |f: fn(&Timing) -> Duration| {
@@ -683,13 +592,13 @@ fn main() {
             secs(Timing::blocked),
         ));
     }
-    lines.push(ratio_line(
+    lines.push(ratio_line_without_best(
         "append_with_cleaner/without",
         &wall[1],
         &wall[0],
         Some(APPEND_GOAL_RATIO),
     ));
-    lines.push(ratio_line(
+    lines.push(ratio_line_without_best(
         "cpu:append_with_cleaner/without",
         &cpu[1],
         &cpu[0],
@@ -714,9 +623,6 @@ fn main() {
     for line in &lines {
         println!("{line}");
     }
-    println!(
-        "available parallelism: {:?}",
-        thread::available_parallelism().ok()
-    );
+    print_parallelism();
     print_load("end");
 }

@@ -39,28 +39,29 @@
 //! Run with `cargo bench --bench clients`. Under `cargo test --benches` the
 //! sizes shrink to a smoke test.
 
-use std::fs;
+mod common;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use brooklet::{
-    ConsumerConfig, Fetch, Log, LogConfig, OffsetReset, ProducerConfig, Record, TailLoss,
-    TopicConfig, TopicPartition,
+    ConsumerConfig, Fetch, Log, LogConfig, OffsetReset, ProducerConfig, Record, TopicConfig,
+    TopicPartition,
 };
 use criterion::{Criterion, SamplingMode, Throughput};
-use tempfile::TempDir;
+
+use common::{
+    KEY_BYTES, VALUE_BYTES, bench_mode, discard, in_rounds, make_records, nearest_rank, print_load,
+    rate_line, ratio_line, reps, rotation, scaled, scratch_root,
+};
 
 const TOPIC: &str = "bench";
-const KEY_BYTES: usize = 16;
-const VALUE_BYTES: usize = 100;
 const RECORDS_PER_BATCH: usize = 1000;
 /// The largest segment brooklet accepts: no roll happens during a round.
 const NO_ROLL_SEGMENT_BYTES: u32 = i32::MAX as u32;
-/// Interleaved repetitions of each pair for the printed ratios.
-const REPS: usize = 5;
 /// Records per send round (and per baseline round).
 const SEND_RECORDS: u64 = 1_000_000;
 /// Records in the partition the consumer scans.
@@ -70,58 +71,6 @@ const LATENCY_RECORDS: u64 = 100_000;
 /// How long any blocking call in the latency runs may wait before the
 /// bench gives up (something is broken, not slow).
 const STUCK: Duration = Duration::from_secs(30);
-
-/// Whether this is a real benchmark run (`cargo bench`) rather than the
-/// smoke run `cargo test --benches` does.
-fn bench_mode() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
-}
-
-/// Scales a work amount down for the smoke run.
-fn scaled(full: bool, units: u64) -> u64 {
-    if full { units } else { (units / 200).max(2) }
-}
-
-fn scratch_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("bench-scratch");
-    fs::create_dir_all(&root).expect("create target/bench-scratch");
-    root
-}
-
-fn scratch_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("clients-")
-        .tempdir_in(scratch_root())
-        .expect("create a scratch directory")
-}
-
-fn print_load(when: &str) {
-    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average at {when}: {}", load.trim());
-}
-
-/// `n` records with distinct 16-byte keys and pseudo-random 100-byte values.
-fn make_records(n: usize) -> Vec<Record> {
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    (0..n)
-        .map(|i| {
-            let key = format!("{i:0width$}", width = KEY_BYTES);
-            assert_eq!(key.len(), KEY_BYTES);
-            let value: Vec<u8> = (0..VALUE_BYTES)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state >> 32) as u8
-                })
-                .collect();
-            Record::new(value).key(key)
-        })
-        .collect()
-}
 
 fn open_log(dir: &Path) -> Log {
     let log = Log::open(dir.join("log"), LogConfig::default()).expect("open log");
@@ -133,11 +82,6 @@ fn open_log(dir: &Path) -> Log {
     log
 }
 
-/// Stops a log whose data is about to be deleted: no flush, no fsync.
-fn discard(log: Log) {
-    log.kill(TailLoss::None).expect("stop log");
-}
-
 fn end_offset(log: &Log) -> u64 {
     let end = log.offsets(TOPIC, 0).expect("offsets").log_end_offset;
     u64::try_from(end).expect("offsets are >= 0")
@@ -147,7 +91,7 @@ fn end_offset(log: &Log) -> u64 {
 /// log and flushes; returns the time from the first send to the flush's
 /// return.
 fn send_round(records: &[Record], n: u64) -> Duration {
-    let dir = scratch_dir();
+    let dir = common::scratch_dir("clients-");
     let log = open_log(dir.path());
     let producer = log
         .producer(ProducerConfig::default())
@@ -168,7 +112,7 @@ fn send_round(records: &[Record], n: u64) -> Duration {
 /// Appends `n` records (rounded up to whole batches) in 1,000-record
 /// batches into a fresh log; returns the time the appends took.
 fn append_round(records: &[Record], n: u64) -> Duration {
-    let dir = scratch_dir();
+    let dir = common::scratch_dir("clients-");
     let log = open_log(dir.path());
     let batches = n.div_ceil(records.len() as u64);
     let start = Instant::now();
@@ -201,19 +145,6 @@ fn clock_round(log: &Log, n: u64) -> Duration {
         black_box(clock.now_ms());
     }
     start.elapsed()
-}
-
-/// Runs `iters` units of `unit` records in rounds of at most `round` units
-/// and sums the measured time.
-fn in_rounds(iters: u64, round: u64, mut run: impl FnMut(u64) -> Duration) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(round);
-        total += run(n);
-        left -= n;
-    }
-    total
 }
 
 /// What a scan saw: records and a value that depends on their bytes.
@@ -301,32 +232,18 @@ fn build_scan_log(dir: &Path, batch: &[Record], records: u64) -> Log {
     log
 }
 
-/// Median of a non-empty slice.
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
-fn best(values: &[f64]) -> f64 {
-    values.iter().copied().fold(f64::MIN, f64::max)
-}
-
 /// Rates (units per second) of interleaved runs of several variants over
-/// the same amount of work. The order rotates each repetition so a slow
-/// phase of the machine does not always hit the same variant.
+/// the same amount of work, the order rotating each repetition (see
+/// [`rotation`]).
 fn interleaved(
     reps: usize,
     units: u64,
     variants: &mut [&mut dyn FnMut(u64) -> Duration],
 ) -> Vec<Vec<f64>> {
     let mut rates = vec![Vec::with_capacity(reps); variants.len()];
-    for rep in 0..reps {
-        for k in 0..variants.len() {
-            let v = (k + rep) % variants.len();
-            let elapsed = variants[v](units);
-            rates[v].push(units as f64 / elapsed.as_secs_f64());
-        }
+    for v in rotation(reps, variants.len()) {
+        let elapsed = variants[v](units);
+        rates[v].push(units as f64 / elapsed.as_secs_f64());
     }
     rates
 }
@@ -343,36 +260,11 @@ impl Report {
     }
 
     fn rate(&mut self, name: &str, rates: &[f64], goal: Option<f64>) {
-        let med = median(rates);
-        let verdict = match goal {
-            Some(goal) if med >= goal => format!("; goal >= {goal:.0}/s: met"),
-            Some(goal) => format!("; goal >= {goal:.0}/s: MISSED"),
-            None => String::new(),
-        };
-        self.line(format!(
-            "  {name:<44} median {med:>12.0} records/s (best {:.0}{verdict})",
-            best(rates)
-        ));
+        self.line(rate_line(name, rates, goal));
     }
 
     fn ratio(&mut self, name: &str, a: &[f64], b: &[f64], goal: Option<f64>) {
-        let ratio = median(a) / median(b);
-        let per_rep: Vec<String> = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| format!("{:.2}", x / y))
-            .collect();
-        let verdict = match goal {
-            Some(goal) if ratio >= goal => format!("; goal >= {goal}: met"),
-            Some(goal) => format!("; goal >= {goal}: MISSED"),
-            None => String::new(),
-        };
-        self.line(format!(
-            "ratio {name} = {ratio:.3} (median of {n}; best/best {bb:.3}; per run [{}]{verdict})",
-            per_rep.join(", "),
-            n = a.len(),
-            bb = best(a) / best(b),
-        ));
+        self.line(ratio_line(name, a, b, goal));
     }
 }
 
@@ -397,7 +289,7 @@ enum Waiter {
 /// Latencies (nanoseconds, sorted) of `n` records, each written one at a
 /// time by one thread and seen by another blocked waiting for it.
 fn latency_run(writer: Writer, waiter: Waiter, n: u64) -> Vec<u64> {
-    let dir = scratch_dir();
+    let dir = common::scratch_dir("clients-");
     let log = open_log(dir.path());
     let epoch = Instant::now();
     let nanos = move || u64::try_from(epoch.elapsed().as_nanos()).expect("under 584 years");
@@ -494,9 +386,9 @@ fn latency_run(writer: Writer, waiter: Waiter, n: u64) -> Vec<u64> {
     latencies
 }
 
+/// The `p`-quantile of sorted nanoseconds, in microseconds.
 fn percentile(sorted: &[u64], p: f64) -> f64 {
-    let rank = ((sorted.len() as f64) * p).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+    nearest_rank(sorted, p) as f64 / 1000.0
 }
 
 /// Which parts to run, from `BROOKLET_BENCH_CLIENTS` (a comma-separated
@@ -524,7 +416,7 @@ fn bench_send(criterion: &mut Criterion, report: &mut Report, full: bool, record
 
     // The same pair again over a fixed amount of work, interleaved, timed
     // with Instant: these are the ratios to quote.
-    let reps = if full { REPS } else { 1 };
+    let reps = reps(full);
     let units = scaled(full, SEND_RECORDS);
     let clock_log = Log::temporary(LogConfig::default()).expect("open a log for its clock");
     let rates = interleaved(
@@ -550,7 +442,7 @@ fn bench_send(criterion: &mut Criterion, report: &mut Report, full: bool, record
 /// Part 2: consumer scan against the record iterator.
 fn bench_scan(criterion: &mut Criterion, report: &mut Report, full: bool, records: &[Record]) {
     let scan_records = scaled(full, SCAN_RECORDS);
-    let scan_dir = scratch_dir();
+    let scan_dir = common::scratch_dir("clients-");
     let started = Instant::now();
     let scan_log = build_scan_log(scan_dir.path(), records, scan_records);
     let scan_records = end_offset(&scan_log);
@@ -576,7 +468,7 @@ fn bench_scan(criterion: &mut Criterion, report: &mut Report, full: bool, record
     });
     group.finish();
 
-    let reps = if full { REPS } else { 1 };
+    let reps = reps(full);
     let rates = interleaved(
         reps,
         scan_records,
@@ -669,11 +561,7 @@ fn main() {
     println!("scratch data in {}", scratch_root().display());
     let records = make_records(RECORDS_PER_BATCH);
     let mut report = Report::default();
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1500))
-        .configure_from_args();
+    let mut criterion = common::criterion(Duration::from_millis(1500));
     if selected("send") {
         bench_send(&mut criterion, &mut report, full, &records);
     }

@@ -29,14 +29,17 @@
 //! Criterion times every variant; then the figures to quote are measured
 //! again with `Instant` (many rebalances for percentiles; interleaved
 //! repetitions of the two consumption variants, the order rotating) and
-//! printed at the end. Data goes to a temporary directory under `target/`
-//! (same filesystem as the repository; `/tmp` may be tmpfs).
+//! printed at the end. Data goes to a temporary directory under
+//! `target/bench-scratch` (same filesystem as the repository; `/tmp` may be
+//! tmpfs).
 //!
 //! Sizes: `BROOKLET_BENCH_REBALANCES` (rebalances of each kind per
 //! strategy, default 300), `BROOKLET_BENCH_GROUP_RECORDS` (records in the 4
 //! partitions together, default 6,000,000). Run with
 //! `cargo bench --bench groups`; under `cargo test --benches` the sizes
 //! shrink to a smoke test.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -47,87 +50,33 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use brooklet::{
-    AssignmentStrategy, Consumer, ConsumerConfig, GroupState, Log, LogConfig, OffsetReset, Record,
-    TailLoss, TopicConfig, TopicPartition,
+    AssignmentStrategy, Consumer, ConsumerConfig, GroupState, Log, LogConfig, OffsetReset,
+    TopicConfig, TopicPartition,
 };
-use criterion::{Criterion, SamplingMode, Throughput};
-use tempfile::TempDir;
+use criterion::{SamplingMode, Throughput};
+
+use common::{
+    Timing, bench_mode, discard, make_records, nearest_rank, print_load, print_parallelism,
+    rate_line, ratio_line_without_best, reps, rotation, scratch_dir, size_from_env,
+    thread_cpu_time,
+};
 
 const REBALANCE_TOPIC: &str = "rebalance";
 const REBALANCE_PARTITIONS: u32 = 100;
 const MEMBERS: usize = 10;
 const CONSUME_TOPIC: &str = "consume";
 const CONSUME_PARTITIONS: u32 = 4;
-const KEY_BYTES: usize = 16;
-const VALUE_BYTES: usize = 100;
 const RECORDS_PER_BATCH: usize = 1000;
-/// Interleaved repetitions of the consumption pair.
-const REPS: usize = 5;
 /// Polling passes after which a rebalance is declared stuck.
 const MAX_PASSES: usize = 10_000;
 /// Rebalance latency goal.
 const REBALANCE_GOAL: Duration = Duration::from_millis(5);
 
-/// Whether this is a real benchmark run (`cargo bench`) rather than the
-/// smoke run `cargo test --benches` does.
-fn bench_mode() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
-}
-
-/// A size from the environment, or `default`; shrunk for the smoke run.
-fn size_from_env(name: &str, default: u64, full: bool, smoke: u64) -> u64 {
-    if !full {
-        return smoke;
-    }
-    match std::env::var(name) {
-        Ok(text) => text
-            .trim()
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a whole number, not {text:?}")),
-        Err(_) => default,
-    }
-}
-
-fn scratch_dir() -> TempDir {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    std::fs::create_dir_all(&target).expect("create target/");
-    tempfile::tempdir_in(target).expect("create a scratch directory under target/")
-}
-
-fn print_load(when: &str) {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average at {when}: {}", load.trim());
-}
-
-/// CPU time the calling thread has used so far.
-fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes one timespec through a valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(
-        u64::try_from(now.tv_sec).expect("non-negative seconds"),
-        u32::try_from(now.tv_nsec).expect("nanoseconds below 1e9"),
-    )
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
 /// The `q`-quantile (nearest rank) of non-empty durations.
 fn quantile(values: &[Duration], q: f64) -> Duration {
     let mut sorted = values.to_vec();
     sorted.sort();
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    nearest_rank(&sorted, q)
 }
 
 fn micros(d: Duration) -> f64 {
@@ -323,21 +272,7 @@ fn consume_log(dir: &Path, total: u64) -> Log {
             .segment_bytes(256 << 20),
     )
     .expect("create the consumption topic");
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    let records: Vec<Record> = (0..RECORDS_PER_BATCH)
-        .map(|i| {
-            let key = format!("{i:0width$}", width = KEY_BYTES);
-            let value: Vec<u8> = (0..VALUE_BYTES)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state >> 32) as u8
-                })
-                .collect();
-            Record::new(value).key(key)
-        })
-        .collect();
+    let records = make_records(RECORDS_PER_BATCH);
     let per_partition = total / u64::from(CONSUME_PARTITIONS);
     for partition in 0..CONSUME_PARTITIONS {
         let mut left = per_partition;
@@ -350,12 +285,6 @@ fn consume_log(dir: &Path, total: u64) -> Log {
     }
     log.flush().expect("flush");
     log
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Timing {
-    wall: Duration,
-    cpu: Duration,
 }
 
 /// What one consumer thread saw: per partition, the next offset it expects
@@ -518,30 +447,11 @@ impl Report {
     }
 
     fn rate(&mut self, name: &str, rates: &[f64]) {
-        let best = rates.iter().copied().fold(f64::MIN, f64::max);
-        self.lines.push(format!(
-            "  {name:<44} median {:>12.0} records/s (best {best:.0})",
-            median(rates)
-        ));
+        self.lines.push(rate_line(name, rates, None));
     }
 
     fn ratio(&mut self, name: &str, a: &[f64], b: &[f64], goal: Option<f64>) {
-        let ratio = median(a) / median(b);
-        let per_rep: Vec<String> = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| format!("{:.2}", x / y))
-            .collect();
-        let verdict = match goal {
-            Some(goal) if ratio >= goal => format!("; goal >= {goal}: met"),
-            Some(goal) => format!("; goal >= {goal}: MISSED"),
-            None => String::new(),
-        };
-        self.lines.push(format!(
-            "ratio {name} = {ratio:.3} (median of {}; per run [{}]{verdict})",
-            a.len(),
-            per_rep.join(", ")
-        ));
+        self.lines.push(ratio_line_without_best(name, a, b, goal));
     }
 }
 
@@ -556,7 +466,7 @@ fn main() {
         "sizes: {rebalances} rebalances of each kind per strategy, {total} records to consume"
     );
 
-    let dir = scratch_dir();
+    let dir = scratch_dir("groups-");
     let rebalance = rebalance_log(dir.path());
     let consume = consume_log(dir.path(), total);
     let strategies = [
@@ -568,11 +478,7 @@ fn main() {
         .map(|&s| RebalanceGroup::new(&rebalance, s))
         .collect();
 
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .configure_from_args();
+    let mut criterion = common::criterion(Duration::from_secs(2));
 
     let mut bench = criterion.benchmark_group("rebalance_10_members_100_partitions");
     for group in &mut groups {
@@ -633,21 +539,17 @@ fn main() {
         report.latency(&format!("{name}_11th_leaves"), &leaves);
     }
 
-    let reps = if full { REPS } else { 1 };
     let mut wall = [Vec::new(), Vec::new()];
     let mut cpu = [Vec::new(), Vec::new()];
-    for rep in 0..reps {
-        for k in 0..2 {
-            let v = (k + rep) % 2;
-            let timing = if v == 0 {
-                round += 1;
-                group_round(&consume, round, total)
-            } else {
-                assigned_round(&consume, total)
-            };
-            wall[v].push(total as f64 / timing.wall.as_secs_f64());
-            cpu[v].push(total as f64 / timing.cpu.as_secs_f64().max(1e-9));
-        }
+    for v in rotation(reps(full), 2) {
+        let timing = if v == 0 {
+            round += 1;
+            group_round(&consume, round, total)
+        } else {
+            assigned_round(&consume, total)
+        };
+        wall[v].push(total as f64 / timing.wall.as_secs_f64());
+        cpu[v].push(total as f64 / timing.cpu.as_secs_f64().max(1e-9));
     }
     report.rate("group of 2 (subscribe), 2 threads", &wall[0]);
     report.rate("2 unrelated consumers (assign), 2 threads", &wall[1]);
@@ -668,10 +570,7 @@ fn main() {
     for line in &report.lines {
         println!("{line}");
     }
-    println!(
-        "available parallelism: {:?}",
-        thread::available_parallelism().ok()
-    );
+    print_parallelism();
     print_load("end");
 
     for group in groups {
@@ -680,8 +579,7 @@ fn main() {
         }
     }
     rebalance.close().expect("close the rebalance log");
-    consume
-        .kill(TailLoss::None)
-        .expect("stop the consumption log");
+    // Its data is about to be deleted: stop without flushing it.
+    discard(consume);
     drop(dir);
 }

@@ -18,17 +18,21 @@
 //! `/tmp` may be tmpfs). Run with `cargo bench --bench open`. Under
 //! `cargo test --benches` the sizes shrink to a smoke test.
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use brooklet::{Log, LogConfig, Record, TailLoss, TopicConfig};
-use criterion::{Criterion, SamplingMode};
-use tempfile::TempDir;
+use brooklet::{Log, LogConfig, TopicConfig};
+use criterion::SamplingMode;
+
+use common::{
+    bench_mode, criterion_mean_ns, discard, env_size, make_records, print_df, print_load,
+    scratch_dir,
+};
 
 const TOPIC: &str = "bench";
-const KEY_BYTES: usize = 16;
-const VALUE_BYTES: usize = 100;
 /// Segments of the log that is opened.
 const OPEN_SEGMENTS: usize = 1000;
 /// Segment size for the open benchmark: tiny, so 1,000 segments are quick
@@ -38,59 +42,6 @@ const OPEN_GOAL_MS: f64 = 50.0;
 const DEFAULT_RSS_RECORDS: u64 = 10_000_000;
 const RSS_SEGMENT_BYTES: u32 = 64 << 20;
 const RSS_BATCH_RECORDS: usize = 1000;
-
-/// Whether this is a real benchmark run (`cargo bench`) rather than the
-/// smoke run `cargo test --benches` does.
-fn bench_mode() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
-}
-
-fn scratch_dir(prefix: &str) -> TempDir {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("bench-scratch");
-    fs::create_dir_all(&root).expect("create target/bench-scratch");
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(root)
-        .expect("create a scratch directory")
-}
-
-fn print_df(path: &Path) {
-    match std::process::Command::new("df")
-        .arg("-h")
-        .arg(path)
-        .output()
-    {
-        Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
-        Err(err) => println!("(df failed: {err})"),
-    }
-}
-
-fn print_load(when: &str) {
-    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average at {when}: {}", load.trim());
-}
-
-/// `n` records with distinct 16-byte keys and pseudo-random 100-byte values.
-fn make_records(n: usize) -> Vec<Record> {
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    (0..n)
-        .map(|i| {
-            let key = format!("{i:0width$}", width = KEY_BYTES);
-            let value: Vec<u8> = (0..VALUE_BYTES)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state >> 32) as u8
-                })
-                .collect();
-            Record::new(value).key(key)
-        })
-        .collect()
-}
 
 fn segment_count(log: &Log) -> usize {
     log.describe_topic(TOPIC)
@@ -129,35 +80,6 @@ fn timed_open(dir: &Path, end: i64) -> (Log, Duration) {
         "the log reopened with all its records"
     );
     (log, elapsed)
-}
-
-/// Criterion's mean time per iteration, in nanoseconds, of `group/bench`,
-/// read back from the `estimates.json` it wrote during this run (`None` if
-/// it wrote none since `since`, e.g. when a filter skipped the benchmark).
-fn criterion_mean_ns(group: &str, bench: &str, since: SystemTime) -> Option<f64> {
-    let home = std::env::var_os("CRITERION_HOME")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("criterion"))
-        })
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target")
-                .join("criterion")
-        });
-    let path = home
-        .join(group)
-        .join(bench)
-        .join("new")
-        .join("estimates.json");
-    if fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let text = fs::read_to_string(path).ok()?;
-    let mean = &text[text.find("\"mean\"")?..];
-    const KEY: &str = "\"point_estimate\":";
-    let value = &mean[mean.find(KEY)? + KEY.len()..];
-    value[..value.find([',', '}'])?].parse().ok()
 }
 
 fn millis(d: Duration) -> f64 {
@@ -251,7 +173,7 @@ fn rss_check(total: u64) {
     );
     print_df(dir.path());
     // The data is about to be deleted: stop without flushing it.
-    log.kill(TailLoss::None).expect("stop log");
+    discard(log);
 
     // Flat means: after the first point with data, RSS does not grow with
     // the log. Compare the first step's RSS with the largest later one.
@@ -278,14 +200,11 @@ fn main() {
     let full = bench_mode();
     print_load("start");
     let segments = if full { OPEN_SEGMENTS } else { 20 };
-    let rss_records = match std::env::var("BROOKLET_BENCH_RSS_RECORDS") {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .expect("BROOKLET_BENCH_RSS_RECORDS must be a number"),
-        Err(_) if full => DEFAULT_RSS_RECORDS,
-        Err(_) => 20_000,
-    };
+    let rss_records = env_size("BROOKLET_BENCH_RSS_RECORDS").unwrap_or(if full {
+        DEFAULT_RSS_RECORDS
+    } else {
+        20_000
+    });
 
     let dir = scratch_dir("open-");
     let log_dir = dir.path().join("log");
@@ -305,11 +224,7 @@ fn main() {
     log.close().expect("close log");
 
     let criterion_started = SystemTime::now();
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .configure_from_args();
+    let mut criterion = common::criterion(Duration::from_secs(2));
     let mut group = criterion.benchmark_group("open_after_clean_shutdown");
     group.sampling_mode(SamplingMode::Flat);
     group.bench_function(format!("open_{segments}_segments"), |b| {
