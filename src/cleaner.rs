@@ -72,7 +72,8 @@ fn enforce_retention(registry: &Registry) -> Result<usize> {
 }
 
 /// The compacted partition most in need of cleaning: the highest dirty
-/// ratio at or above its topic's minimum, or any with overdue dirty data.
+/// ratio above its topic's minimum (Kafka's test is strict), or any with
+/// overdue dirty data.
 fn dirtiest(registry: &Registry, now_ms: i64) -> Option<Arc<PartitionLog>> {
     let mut best: Option<(f64, Arc<PartitionLog>)> = None;
     for partition in registry.all_partitions() {
@@ -85,7 +86,7 @@ fn dirtiest(registry: &Registry, now_ms: i64) -> Option<Arc<PartitionLog>> {
         }
         let ratio = dirt.dirty_bytes as f64 / total as f64;
         let minimum = f64::from(partition.config.min_cleanable_dirty_ratio_percent) / 100.0;
-        if (ratio >= minimum || dirt.overdue) && best.as_ref().is_none_or(|(r, _)| ratio > *r) {
+        if (ratio > minimum || dirt.overdue) && best.as_ref().is_none_or(|(r, _)| ratio > *r) {
             best = Some((ratio, partition));
         }
     }

@@ -1,21 +1,24 @@
 //! Crash safety of compaction's segment swap, checked by building each
 //! on-disk state a crash can leave by hand. A compacted partition with a
-//! clean and a dirty section over several segments is closed and copied
-//! (A, before); a second copy is compacted and closed (B, after); diffing
-//! the two directories gives the segment files the pass wrote (B's new
+//! clean and a dirty section over several segments is closed and copied (A,
+//! before); a second copy is compacted and closed (B, after); diffing the
+//! two directories gives the segment files the pass wrote (B's new
 //! segments) and those it replaced (A's old ones). Fresh copies of A then
-//! get the files of a swap caught at each step of its protocol:
-//! uncommitted `.cleaned` files (whole, torn, or garbage), committed
-//! `.swap` files with the old segments still there, some of them already
-//! renamed `.deleted`, the new data file already in place with its indexes
-//! still `.swap`, one group swapped and the next not, and B itself with
-//! leftover `.deleted` files. Before the commit point the log must open as
-//! A, after it as B; every state is opened both with the clean-shutdown
-//! marker and without it (forcing recovery). In every case the log opens,
-//! holds exactly the expected records with every key's latest value,
-//! reads at every offset return the next record uncorrupted, no `.cleaned`,
-//! `.swap` or `.deleted` file is left, appends continue at the log end, and
-//! all of it survives another reopen.
+//! get the files of a swap caught at each step of its protocol: uncommitted
+//! `.cleaned` files (whole, torn, or garbage), the data file `.swap` while
+//! its indexes are still `.cleaned`, committed `.swap` files with the old
+//! segments still there, some of them already renamed `.deleted`, the
+//! indexes already in place while the data file is still `.swap` (and the
+//! reverse, which an earlier protocol could leave), index `.swap` files of
+//! an older version of the segment, one group swapped and the next not, and
+//! B itself with leftover `.deleted` files. Before the commit point the log
+//! must open as A, after it as B; every state is opened both with the
+//! clean-shutdown marker and without it (forcing recovery). In every case
+//! the log opens, holds exactly the expected records with every key's
+//! latest value, reads at every offset return the next record uncorrupted,
+//! timestamp lookups find the first record at or after the time, no
+//! `.cleaned`, `.swap` or `.deleted` file is left, appends continue at the
+//! log end, and all of it survives another reopen.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -149,6 +152,8 @@ struct Fixture {
     after_records: Vec<Rec>,
     /// Every record appended, for each key's latest value.
     appended: Vec<Rec>,
+    /// Offset → timestamp of every record appended.
+    timestamps: BTreeMap<i64, i64>,
     /// B's segments the pass wrote: base → suffix → contents.
     new_segments: BTreeMap<i64, BTreeMap<String, Vec<u8>>>,
     /// A's segments the pass replaced.
@@ -172,8 +177,11 @@ fn fixture() -> Fixture {
     )
     .expect("create the topic");
     let mut appended = Vec::new();
+    let mut timestamps = BTreeMap::new();
+    let mut batch_index = 0i64;
     // A fixed pseudo-random sequence of appends: 1 to 4 records a batch,
-    // one in seven a tombstone.
+    // one in seven a tombstone, timestamps a second apart give or take
+    // two seconds (so not always in offset order).
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move |n: u64| {
         state ^= state << 13;
@@ -184,20 +192,26 @@ fn fixture() -> Fixture {
     let mut append_round = |log: &Log, appended: &mut Vec<Rec>, batches: usize| {
         for _ in 0..batches {
             let count = 1 + next(4) as usize;
+            batch_index += 1;
             let records: Vec<Record> = (0..count)
                 .map(|_| {
                     let key = KEYS[next(KEYS.len() as u64) as usize];
-                    if next(7) == 0 {
+                    let timestamp_ms =
+                        CLOCK_START_MS + batch_index * 1000 + next(4000) as i64 - 2000;
+                    let record = if next(7) == 0 {
                         Record::tombstone(key)
                     } else {
                         let len = 40 + next(80) as usize;
                         let fill = b'a' + next(26) as u8;
                         Record::new(vec![fill; len]).key(key)
-                    }
+                    };
+                    record.timestamp_ms(timestamp_ms)
                 })
                 .collect();
             let info = log.append(TOPIC, 0, &records).expect("append");
             for (i, record) in records.into_iter().enumerate() {
+                let timestamp_ms = record.timestamp_ms.expect("set");
+                timestamps.insert(info.base_offset + i as i64, timestamp_ms);
                 appended.push((
                     info.base_offset + i as i64,
                     record.key.expect("keyed"),
@@ -280,6 +294,7 @@ fn fixture() -> Fixture {
         before_records,
         after_records,
         appended,
+        timestamps,
         new_segments,
         old_segments,
         groups,
@@ -301,6 +316,16 @@ impl Fixture {
     fn rename(&self, dir: &Path, from: &str, to: &str) {
         let part = partition_dir(dir);
         fs::rename(part.join(from), part.join(to)).expect("rename a file");
+    }
+
+    /// Renames every file of every old segment `.deleted`.
+    fn delete_all_old(&self, dir: &Path) {
+        for base in self.old_segments.keys() {
+            for suffix in SEGMENT_SUFFIXES {
+                let name = file_name(*base, suffix);
+                self.rename(dir, &name, &format!("{name}.deleted"));
+            }
+        }
     }
 
     /// Every new segment's files under `<name>.<suffix>`.
@@ -369,6 +394,24 @@ impl Fixture {
             let want = records.iter().map(|r| r.0).find(|&o| o >= offset);
             assert_eq!(first, want, "{what}: first record read from {offset}");
         }
+        // Timestamp lookups find the first record, in offset order, at or
+        // after the time asked for.
+        let mut targets = BTreeSet::new();
+        for record in &records {
+            let timestamp_ms = self.timestamps[&record.0];
+            targets.extend([timestamp_ms - 1, timestamp_ms, timestamp_ms + 1]);
+        }
+        for target in targets {
+            let want = records
+                .iter()
+                .map(|r| (r.0, self.timestamps[&r.0]))
+                .find(|&(_, timestamp_ms)| timestamp_ms >= target);
+            let got = log
+                .offset_for_timestamp(TOPIC, 0, target)
+                .expect("offset_for_timestamp")
+                .map(|t| (t.offset, t.timestamp_ms));
+            assert_eq!(got, want, "{what}: offset_for_timestamp({target})");
+        }
         // Appends go on at the log end and everything survives a reopen.
         let info = log
             .append(TOPIC, 0, &[Record::new("after the crash").key("a")])
@@ -435,7 +478,8 @@ fn swap_files_with_old_segments_present_complete_the_swap() {
 }
 
 /// A swap caught while renaming `.cleaned` to `.swap`: the data file is
-/// `.swap` (committed), its indexes still `.cleaned`. The log is B.
+/// `.swap` (renamed first, the commit point), its indexes still
+/// `.cleaned`. The log is B.
 #[test]
 fn swap_caught_between_commit_renames_completes() {
     let f = fixture();
@@ -474,20 +518,35 @@ fn swap_files_with_some_old_segments_deleted_complete_the_swap() {
     );
 }
 
-/// Every old segment renamed `.deleted`, and the first new segment's data
-/// file already renamed into place while its indexes are still `.swap`
-/// (the swap renames the data file first): the log is B, and the index
-/// `.swap` files do not stay behind.
+/// Every old segment renamed `.deleted`, and the first new segment's
+/// indexes already renamed into place while its data file is still
+/// `.swap` (the final renames put the data file last): the log is B.
 #[test]
 fn swap_caught_between_final_renames_completes() {
     let f = fixture();
     let dir = f.copy_of(&f.before, "final-renames");
-    for base in f.old_segments.keys() {
-        for suffix in SEGMENT_SUFFIXES {
-            let name = file_name(*base, suffix);
-            f.rename(&dir, &name, &format!("{name}.deleted"));
-        }
+    f.delete_all_old(&dir);
+    let first = *f.new_segments.keys().next().expect("a new segment");
+    f.write_new_as(&dir, "swap", |_| true);
+    for suffix in ["timeindex", "index"] {
+        let name = file_name(first, suffix);
+        f.rename(&dir, &format!("{name}.swap"), &name);
     }
+    f.check_both_ways(
+        &dir,
+        &f.after_records,
+        "indexes renamed, data file still .swap",
+    );
+}
+
+/// The opposite order, which an earlier version of the swap used: the
+/// first new segment's data file in place, its indexes still `.swap`. The
+/// log is B, and the index `.swap` files do not stay behind.
+#[test]
+fn data_file_in_place_with_index_swap_files_completes() {
+    let f = fixture();
+    let dir = f.copy_of(&f.before, "orphan-index-swaps");
+    f.delete_all_old(&dir);
     let first = *f.new_segments.keys().next().expect("a new segment");
     f.write_new_as(&dir, "swap", |_| true);
     let name = file_name(first, "log");

@@ -568,6 +568,16 @@ pub(crate) fn finish_interrupted_swaps(dir: &Path) -> Result<()> {
         return Ok(());
     }
     for base in swapped_logs {
+        // An index without a `.swap` at this base is either the old
+        // segment's (the swap's own never got past `.cleaned`) or already
+        // the new one's: which is unknown, so it goes and the new segment's
+        // index is rebuilt from its data on first use.
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let index = dir.join(segment_file_name(base, suffix));
+            if !suffixed(&index, SWAP_SUFFIX).exists() && index.exists() {
+                fs::remove_file(&index).at(&index)?;
+            }
+        }
         let swap_log = suffixed(&dir.join(segment_file_name(base, LOG_SUFFIX)), SWAP_SUFFIX);
         let last_offset = last_offset_in(&swap_log)?.unwrap_or(base);
         // The other old segments of the group: every one based after this

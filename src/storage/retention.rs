@@ -82,6 +82,14 @@ impl PartitionLog {
     /// DeleteRecords) and deletes the segments wholly below it. Returns the
     /// new log start offset.
     pub(crate) fn delete_records(&self, offset: i64) -> Result<i64> {
+        // As Kafka: records of a compact-only topic are removed by
+        // compaction, not by moving the log start.
+        if self.config.cleanup_policy == CleanupPolicy::Compact {
+            return Err(Error::InvalidConfig(format!(
+                "delete_records on {}-{} needs a cleanup policy with delete",
+                self.topic, self.partition
+            )));
+        }
         let mut state = self.state.lock();
         if state.closed {
             return Err(Error::Closed);
