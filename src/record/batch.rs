@@ -270,6 +270,7 @@ pub struct RecordIter<'a> {
 impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<RecordView<'a>>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
             return None;
@@ -294,6 +295,7 @@ impl<'a> Iterator for RecordIter<'a> {
 }
 
 impl<'a> RecordIter<'a> {
+    #[inline]
     fn decode_next(&mut self) -> Option<RecordView<'a>> {
         let length = usize::try_from(read_varint(self.bytes, &mut self.pos)?).ok()?;
         let end = self.pos.checked_add(length)?;
