@@ -2,7 +2,8 @@
 //! `__consumer_offsets`, and blocks in `poll` until data arrives.
 //!
 //! ```
-//! //! use brooklet::{ConsumerConfig, Log, LogConfig, OffsetReset, Record, TopicConfig};
+//! use std::time::Duration;
+//! use brooklet::{ConsumerConfig, Log, LogConfig, OffsetReset, Record, TopicConfig};
 //!
 //! let log = Log::temporary(LogConfig::default())?;
 //! log.create_topic("orders", TopicConfig::default())?;
