@@ -620,3 +620,121 @@ fn last_offset_in(path: &Path) -> Result<Option<i64>> {
     }
     Ok(last_offset)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::{CleanupPolicy, LogConfig, TopicConfig};
+    use crate::error::Error;
+    use crate::log::Log;
+    use crate::record::Record;
+    use crate::storage::{AppendOptions, ProducerBatch};
+
+    /// An idempotent producer's batches, all superseded by later records
+    /// of their keys, are compacted away but for the producer's last batch
+    /// (kept empty): a retry of that batch is still answered as a
+    /// duplicate, and the next sequence still follows, also after a reopen.
+    #[test]
+    fn idempotence_survives_compaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = || {
+            LogConfig::default()
+                .cleaner_backoff(Duration::from_secs(1 << 30))
+                .retention_check_interval(Duration::from_secs(1 << 30))
+        };
+        let topic = TopicConfig::default()
+            .cleanup_policy(CleanupPolicy::Compact)
+            .segment_bytes(1024);
+        let batch = |seq: i32| ProducerBatch {
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: seq,
+        };
+        let records = |tag: &str| -> Vec<Record> {
+            (0..3)
+                .map(|i| Record::new(tag).key(format!("k{i}")))
+                .collect()
+        };
+        let first;
+        {
+            let log = Log::open(dir.path(), config()).expect("open");
+            log.create_topic("t", topic.clone()).expect("create");
+            log.append_with(
+                "t",
+                0,
+                &records("a"),
+                &AppendOptions::default().producer(batch(0)),
+            )
+            .expect("first batch");
+            first = log
+                .append_with(
+                    "t",
+                    0,
+                    &records("b"),
+                    &AppendOptions::default().producer(batch(3)),
+                )
+                .expect("second batch");
+            // Another writer supersedes every key, over enough segments that
+            // the producer's batches are cleanable.
+            for round in 0..20 {
+                log.append("t", 0, &records(&format!("later-{round}")))
+                    .expect("append");
+            }
+            let stats = log.compact_now("t", 0).expect("compact");
+            assert!(stats.records_removed >= 6, "{stats:?}");
+            let retry = log
+                .append_with(
+                    "t",
+                    0,
+                    &records("b"),
+                    &AppendOptions::default().producer(batch(3)),
+                )
+                .expect("retry after compaction");
+            assert!(retry.duplicate);
+            assert_eq!(
+                (retry.base_offset, retry.last_offset),
+                (first.base_offset, first.last_offset)
+            );
+            log.close().expect("close");
+        }
+        // Without snapshots the producer state must come from the log alone.
+        for entry in std::fs::read_dir(dir.path().join("t-0")).expect("list") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "snapshot") {
+                std::fs::remove_file(path).expect("remove snapshot");
+            }
+        }
+        let log = Log::open(dir.path(), config()).expect("reopen");
+        let retry = log
+            .append_with(
+                "t",
+                0,
+                &records("b"),
+                &AppendOptions::default().producer(batch(3)),
+            )
+            .expect("retry after reopen");
+        assert!(
+            retry.duplicate,
+            "the producer's last batch survived compaction and reopen"
+        );
+        assert!(matches!(
+            log.append_with(
+                "t",
+                0,
+                &records("c"),
+                &AppendOptions::default().producer(batch(7))
+            ),
+            Err(Error::OutOfOrderSequence { expected: 6, .. })
+        ));
+        let next = log
+            .append_with(
+                "t",
+                0,
+                &records("c"),
+                &AppendOptions::default().producer(batch(6)),
+            )
+            .expect("next sequence");
+        assert!(!next.duplicate);
+    }
+}
