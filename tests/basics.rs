@@ -1,6 +1,8 @@
 //! The `Log` API end to end: topics, appends, reads by offset and time,
 //! reopen after a clean close, and the errors bad input gets.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +19,9 @@ fn values(fetch: &Fetch) -> Vec<(i64, Vec<u8>)> {
 }
 
 fn read_all(log: &Log, topic: &str, partition: u32) -> Vec<(i64, Vec<u8>)> {
-    let mut reader = log.reader(topic, partition, 0).expect("reader");
-    let mut fetch = Fetch::new();
-    let mut out = Vec::new();
-    while reader.next_into(&mut fetch).expect("read") {
-        out.extend(values(&fetch));
-    }
-    out
+    common::read_partition(log, topic, partition, 0, |r| {
+        (r.offset, r.value.expect("value").to_vec())
+    })
 }
 
 #[test]

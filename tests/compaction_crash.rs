@@ -20,13 +20,15 @@
 //! `.cleaned`, `.swap` or `.deleted` file is left, appends continue at the
 //! log end, and all of it survives another reopen.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use brooklet::{CleanupPolicy, Clock, Fetch, Log, LogConfig, ManualClock, Record, TopicConfig};
+use brooklet::{CleanupPolicy, Clock, Log, LogConfig, ManualClock, Record, TopicConfig};
 
 const TOPIC: &str = "state";
 const CLOCK_START_MS: i64 = 1_700_000_000_000;
@@ -58,40 +60,22 @@ fn partition_dir(dir: &Path) -> PathBuf {
 /// Every record, read from the log start, checked to decode with strictly
 /// increasing offsets.
 fn read_all(log: &Log) -> Vec<Rec> {
-    let mut reader = log.reader(TOPIC, 0, 0).expect("reader");
-    let mut fetch = Fetch::new();
-    let mut records: Vec<Rec> = Vec::new();
-    while reader.next_into(&mut fetch).expect("read") {
-        for record in fetch.records() {
-            let record = record.expect("decode a record");
-            if let Some((last, _, _)) = records.last() {
-                assert!(
-                    record.offset > *last,
-                    "offset {} after {last}",
-                    record.offset
-                );
-            }
-            records.push((
-                record.offset,
-                record.key.expect("every record has a key").to_vec(),
-                record.value.map(<[u8]>::to_vec),
-            ));
+    let mut last: Option<i64> = None;
+    common::read_partition(log, TOPIC, 0, 0, |record| {
+        if let Some(last) = last {
+            assert!(
+                record.offset > last,
+                "offset {} after {last}",
+                record.offset
+            );
         }
-    }
-    records
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create the copy");
-    for entry in fs::read_dir(from).expect("list the directory") {
-        let entry = entry.expect("directory entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy a file");
-        }
-    }
+        last = Some(record.offset);
+        (
+            record.offset,
+            record.key.expect("every record has a key").to_vec(),
+            record.value.map(<[u8]>::to_vec),
+        )
+    })
 }
 
 /// Base offset and suffix of a segment file name (`<20 digits>.<suffix>`).
@@ -228,7 +212,7 @@ fn fixture() -> Fixture {
     let before_records = read_all(&log);
     log.close().expect("close A");
 
-    copy_dir(&before, &after);
+    common::copy_dir(&before, &after);
     let log = open(&after);
     let stats = log.compact_now(TOPIC, 0).expect("second pass");
     assert!(stats.records_removed > 0, "the second pass removed nothing");
@@ -305,7 +289,7 @@ impl Fixture {
     /// A fresh copy of A (or B) at `name`.
     fn copy_of(&self, from: &Path, name: &str) -> PathBuf {
         let dir = self._tmp.path().join(name);
-        copy_dir(from, &dir);
+        common::copy_dir(from, &dir);
         dir
     }
 
@@ -347,7 +331,7 @@ impl Fixture {
             "{}-recovered",
             dir.file_name().and_then(|n| n.to_str()).unwrap_or("x")
         ));
-        copy_dir(dir, &recovered);
+        common::copy_dir(dir, &recovered);
         assert!(
             dir.join(MARKER).exists(),
             "{what}: A and B were closed cleanly"
@@ -382,15 +366,7 @@ impl Fixture {
         }
         // A read at every offset starts at the next record there is.
         for offset in 0..log_end {
-            let mut reader = log.reader(TOPIC, 0, offset).expect("reader");
-            let mut fetch = Fetch::new();
-            let mut first = None;
-            while first.is_none() && reader.next_into(&mut fetch).expect("read") {
-                first = fetch
-                    .records()
-                    .next()
-                    .map(|r| r.expect("decode a record").offset);
-            }
+            let first = common::first_offset_from(&log, TOPIC, 0, offset);
             let want = records.iter().map(|r| r.0).find(|&o| o >= offset);
             assert_eq!(first, want, "{what}: first record read from {offset}");
         }

@@ -21,6 +21,8 @@
 //! that was never there. Half of the cases give the cleaner a 1 KiB key map
 //! (16 keys) and draw from 40 keys, so `compact_now` takes several passes.
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -31,9 +33,9 @@ use brooklet::{
     CleanupPolicy, Clock, Fetch, Log, LogConfig, ManualClock, PartitionReader, Record, TailLoss,
     TopicConfig,
 };
+use common::{bump, ok};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 
 const TOPIC: &str = "changelog";
 const CLOCK_START_MS: i64 = 1_700_000_000_000;
@@ -314,16 +316,8 @@ struct Stats {
     max_segments: Cell<usize>,
 }
 
-fn bump(counter: &Cell<usize>) {
-    counter.set(counter.get() + 1);
-}
-
 // ---------------------------------------------------------------------------
 // Running a case.
-
-fn ok<T>(result: brooklet::Result<T>, what: &str) -> Result<T, String> {
-    result.map_err(|err| format!("{what} failed: {err}"))
-}
 
 /// Reads `reader` until it is caught up, checking every batch and record
 /// against the model, and returns the offsets of the records read.
@@ -813,34 +807,16 @@ fn run_case(setup: &Setup, ops: &[Op], stats: &Stats) -> Check {
 }
 
 fn run_model(seed: u64) -> Stats {
-    let defaults = Config::default();
-    let cases = if std::env::var_os("PROPTEST_CASES").is_some() {
-        defaults.cases
-    } else {
-        DEFAULT_CASES
-    };
-    let rng_seed = match defaults.rng_seed {
-        RngSeed::Random => RngSeed::Fixed(seed),
-        fixed => fixed,
-    };
-    let config = Config {
-        cases,
-        rng_seed,
-        failure_persistence: None,
-        ..defaults
-    };
     let stats = Stats::default();
-    let mut runner = TestRunner::new(config);
     let strategy = (
         setup_strategy(),
         prop::collection::vec(op_strategy(), 1..=MAX_OPS),
     );
-    let outcome = runner.run(&strategy, |(setup, ops)| {
-        run_case(&setup, &ops, &stats).map_err(TestCaseError::fail)
-    });
-    if let Err(err) = outcome {
-        panic!("{err}");
-    }
+    common::check_property(
+        common::proptest_config(DEFAULT_CASES, seed),
+        &strategy,
+        |(setup, ops)| run_case(&setup, &ops, &stats),
+    );
     stats
 }
 
@@ -863,11 +839,10 @@ fn compaction_keeps_exactly_the_latest_record_per_key() {
     assert!(stats.max_segments.get() > 5, "{stats:?}");
 }
 
-/// The exact boundary of the delete horizon: a tombstone first cleaned at
-/// `t` survives a pass at `t + D - 1` and goes in a pass at `t + D`.
-#[test]
-fn tombstone_lives_until_a_pass_at_its_delete_horizon() {
-    const D: i64 = 10_000;
+/// A temporary log on a manual clock (no background retention or
+/// cleaning) with the topic compacted in 1 KiB segments, every pass
+/// cleaning all it can; `topic` gives any further settings.
+fn compacted_log(topic: TopicConfig) -> (Log, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(CLOCK_START_MS));
     let log = Log::temporary(
         LogConfig::default()
@@ -878,13 +853,21 @@ fn tombstone_lives_until_a_pass_at_its_delete_horizon() {
     .expect("open a temporary log");
     log.create_topic(
         TOPIC,
-        TopicConfig::default()
+        topic
             .cleanup_policy(CleanupPolicy::Compact)
             .segment_bytes(1024)
-            .delete_retention_ms(D)
             .min_cleanable_dirty_ratio_percent(100),
     )
     .expect("create the topic");
+    (log, clock)
+}
+
+/// The exact boundary of the delete horizon: a tombstone first cleaned at
+/// `t` survives a pass at `t + D - 1` and goes in a pass at `t + D`.
+#[test]
+fn tombstone_lives_until_a_pass_at_its_delete_horizon() {
+    const D: i64 = 10_000;
+    let (log, clock) = compacted_log(TopicConfig::default().delete_retention_ms(D));
     let segments =
         |log: &Log| log.describe_topic(TOPIC).expect("describe").partitions[0].segment_count;
     // Filler on another key until a new segment starts, so what came
@@ -948,12 +931,7 @@ fn tombstone_lives_until_a_pass_at_its_delete_horizon() {
     assert!(stats.bytes_read > 0, "no pass ran: {stats:?}");
     assert!(!tombstone_there(&log), "the tombstone outlived its horizon");
     // A read at its offset returns the next record.
-    let mut reader = log.reader(TOPIC, 0, tombstone).expect("reader");
-    let mut fetch = Fetch::new();
-    let mut first = None;
-    while first.is_none() && reader.next_into(&mut fetch).expect("read") {
-        first = fetch.records().next().map(|r| r.expect("decode").offset);
-    }
+    let first = common::first_offset_from(&log, TOPIC, 0, tombstone);
     assert!(first.is_some_and(|offset| offset > tombstone), "{first:?}");
     log.close().expect("close");
 }
@@ -965,22 +943,7 @@ fn tombstone_lives_until_a_pass_at_its_delete_horizon() {
 /// pile them up: the clean part of the log stays a few batches long.
 #[test]
 fn repeated_passes_do_not_pile_up_empty_batches() {
-    let clock = Arc::new(ManualClock::new(CLOCK_START_MS));
-    let log = Log::temporary(
-        LogConfig::default()
-            .clock(Arc::clone(&clock) as Arc<dyn Clock>)
-            .retention_check_interval(NEVER)
-            .cleaner_backoff(NEVER),
-    )
-    .expect("open a temporary log");
-    log.create_topic(
-        TOPIC,
-        TopicConfig::default()
-            .cleanup_policy(CleanupPolicy::Compact)
-            .segment_bytes(1024)
-            .min_cleanable_dirty_ratio_percent(100),
-    )
-    .expect("create the topic");
+    let (log, _clock) = compacted_log(TopicConfig::default());
     let segments =
         |log: &Log| log.describe_topic(TOPIC).expect("describe").partitions[0].segment_count;
     let mut history = Vec::new();
@@ -1023,22 +986,7 @@ fn repeated_passes_do_not_pile_up_empty_batches() {
 /// into a different result while the first is still writing its own.
 #[test]
 fn concurrent_compactions_of_one_partition_keep_it_intact() {
-    let clock = Arc::new(ManualClock::new(CLOCK_START_MS));
-    let log = Log::temporary(
-        LogConfig::default()
-            .clock(Arc::clone(&clock) as Arc<dyn Clock>)
-            .retention_check_interval(NEVER)
-            .cleaner_backoff(NEVER),
-    )
-    .expect("open a temporary log");
-    log.create_topic(
-        TOPIC,
-        TopicConfig::default()
-            .cleanup_policy(CleanupPolicy::Compact)
-            .segment_bytes(1024)
-            .min_cleanable_dirty_ratio_percent(100),
-    )
-    .expect("create the topic");
+    let (log, _clock) = compacted_log(TopicConfig::default());
     let appended: std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
     let append = |round: u32, i: u32| {
         let key = format!("key-{}", (round * 7 + i) % 10).into_bytes();

@@ -16,11 +16,16 @@
 //! is `AlreadyOpen`. The last tests each reproduce one defect the
 //! randomized ones found, in its smallest scenario.
 
+mod common;
+
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use brooklet::{Error, Fetch, Log, LogConfig, Record, TailLoss, TopicConfig};
+
+// The seeded damage positions are drawn from this.
+use common::SplitMix64 as Rng;
 
 const TOPIC: &str = "t";
 const PARTITIONS: u32 = 3;
@@ -71,23 +76,6 @@ fn append_batch(log: &Log, partition: u32, next: i64, count: i64) -> i64 {
     assert_eq!(info.base_offset, next, "partition {partition}");
     assert_eq!(info.last_offset, next + count - 1, "partition {partition}");
     next + count
-}
-
-/// Small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// One batch as found in a segment file.
@@ -246,7 +234,7 @@ impl Template {
     /// A fresh copy of the template, to damage.
     fn copy(&self) -> tempfile::TempDir {
         let target = tempfile::tempdir().expect("tempdir");
-        copy_dir(self.dir.path(), target.path());
+        common::copy_dir(self.dir.path(), target.path());
         target
     }
 
@@ -264,19 +252,6 @@ impl Template {
         let mut ends = self.ends;
         ends[DAMAGED as usize] = end;
         ends
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create dir");
-    for entry in fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy file");
-        }
     }
 }
 

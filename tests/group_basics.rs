@@ -15,8 +15,8 @@ fn config() -> ConsumerConfig {
         .session_timeout(Duration::from_secs(45))
 }
 
-#[test]
-fn members_share_partitions_and_take_over_after_a_kill() {
+/// A temporary log on a manual clock, with two offsets-topic partitions.
+fn manual_log() -> (Log, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(1_000_000));
     let log = Log::temporary(
         LogConfig::default()
@@ -24,6 +24,12 @@ fn members_share_partitions_and_take_over_after_a_kill() {
             .offsets_topic_partitions(2),
     )
     .expect("open");
+    (log, clock)
+}
+
+#[test]
+fn members_share_partitions_and_take_over_after_a_kill() {
+    let (log, clock) = manual_log();
     log.create_topic("t", TopicConfig::default().partitions(6))
         .expect("create");
     let mut a = log.consumer(config());
@@ -59,13 +65,7 @@ fn members_share_partitions_and_take_over_after_a_kill() {
 
 #[test]
 fn a_member_that_stops_polling_is_removed_and_its_commit_refused() {
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    let log = Log::temporary(
-        LogConfig::default()
-            .clock(clock.clone())
-            .offsets_topic_partitions(2),
-    )
-    .expect("open");
+    let (log, clock) = manual_log();
     log.create_topic("t", TopicConfig::default().partitions(4))
         .expect("create");
     let slow_config = config().max_poll_interval(Duration::from_secs(60));

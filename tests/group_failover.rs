@@ -12,8 +12,10 @@
 //! resets and deletes groups, refusing while members remain. The range
 //! and round-robin assignors give Kafka's answers in cases taken from
 //! Kafka's own tests, and the sticky assignors stay balanced and keep as
-//! much as balance allows. The last three tests show bugs (see their
-//! comments).
+//! much as balance allows. The last three tests are regressions for bugs
+//! they found (see their comments).
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -21,11 +23,13 @@ use std::time::Duration;
 
 use brooklet::{
     AssignmentStrategy, Consumer, ConsumerConfig, Error, GroupDescription, GroupState, Log,
-    LogConfig, ManualClock, MemberSubscription, OffsetAndMetadata, OffsetReset, OffsetSpec,
-    RebalanceListener, Record, TopicConfig, TopicPartition, assign,
+    ManualClock, MemberSubscription, OffsetAndMetadata, OffsetReset, OffsetSpec, RebalanceListener,
+    Record, TopicConfig, TopicPartition, assign,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+
+// The exactly-once test draws its seeded order of events from this.
+use common::XorShift64Star as Rng;
 
 const GROUP: &str = "g";
 const SESSION_MS: i64 = 10_000;
@@ -58,24 +62,7 @@ fn set(list: &[(&str, u32)]) -> Tps {
 /// A log on a manual clock, in memory-backed `/dev/shm` where there is one
 /// (these tests are about the group protocol, not storage).
 fn manual_log() -> (Log, Arc<ManualClock>, tempfile::TempDir) {
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::Builder::new()
-            .prefix("brooklet-failover-")
-            .tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .expect("a temporary directory");
-    let clock = Arc::new(ManualClock::new(START_MS));
-    let log = Log::open(
-        dir.path(),
-        LogConfig::default()
-            .clock(clock.clone())
-            .offsets_topic_partitions(1),
-    )
-    .expect("open a log");
-    (log, clock, dir)
+    common::shm_manual_log("brooklet-failover-", START_MS)
 }
 
 fn config(strategy: AssignmentStrategy, client: &str) -> ConsumerConfig {
@@ -582,17 +569,6 @@ fn a_member_joining_a_cooperative_group_moves_only_what_it_must() {
 // ---------------------------------------------------------------------
 // Exactly once with commit-on-revoke.
 // ---------------------------------------------------------------------
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 fn exactly_once(strategy: AssignmentStrategy, seed: u64) {
     const PARTITIONS: u32 = 8;
@@ -1403,36 +1379,19 @@ fn check_sticky(input: &AssignInput) -> Result<(), String> {
 
 #[test]
 fn sticky_assignors_are_balanced_and_keep_what_balance_allows() {
-    let defaults = Config::default();
-    let rng_seed = match defaults.rng_seed {
-        RngSeed::Random => RngSeed::Fixed(0x7374_6963_6b79),
-        fixed => fixed,
-    };
-    let cases = if std::env::var_os("PROPTEST_CASES").is_some() {
-        defaults.cases
-    } else {
-        512
-    };
-    let mut runner = TestRunner::new(Config {
-        cases,
-        rng_seed,
-        failure_persistence: None,
-        ..defaults
-    });
-    let outcome = runner.run(&assign_input(), |input| {
-        check_sticky(&input).map_err(TestCaseError::fail)
-    });
-    if let Err(err) = outcome {
-        panic!("{err}");
-    }
+    common::check_property(
+        common::proptest_config(512, 0x7374_6963_6b79),
+        &assign_input(),
+        |input| check_sticky(&input),
+    );
 }
 
 // ---------------------------------------------------------------------
-// Bugs. Each test fails today; the comment says what is wrong.
+// Regressions: each of these tests failed once; its comment says what broke.
 // ---------------------------------------------------------------------
 
-/// BUG (src/consumer/mod.rs, `poll_until` → `maybe_auto_commit`): with
-/// auto-commit on (the default), `poll` fails with `IllegalGeneration`
+/// Regression (src/consumer/mod.rs, `poll_until` → `maybe_auto_commit`): with
+/// auto-commit on (the default), `poll` failed with `IllegalGeneration`
 /// when the member re-joined a new round before it picked up the previous
 /// generation: it is waiting, its generation is one behind, and the
 /// auto-commit's error is returned from `poll`. Kafka logs failed
@@ -1469,8 +1428,8 @@ fn poll_with_auto_commit_does_not_fail_while_the_member_waits_for_a_rebalance() 
     drop((a, b, c, d));
 }
 
-/// BUG (Kafka parity; src/consumer/mod.rs `close_inner` calls
-/// `leave_group(false)`): `close()` does not call `on_partitions_revoked`.
+/// Regression (Kafka parity; src/consumer/mod.rs `close_inner` called
+/// `leave_group(false)`): `close()` did not call `on_partitions_revoked`.
 /// Kafka's `KafkaConsumer.close()` does (`onLeavePrepare`), and committing
 /// in that callback is the documented way not to repeat work when a member
 /// leaves; with brooklet's close the next owner repeats everything since
@@ -1496,11 +1455,11 @@ fn close_calls_on_partitions_revoked() {
     );
 }
 
-/// BUG (src/consumer/membership.rs `sync_group`, the `Rejoin` arm:
+/// Regression (src/consumer/membership.rs `sync_group`, the `Rejoin` arm:
 /// `coordinator.rejoin(..)?`): when the member is removed between being
 /// told to re-join and re-joining — here because its revoke callback took
 /// longer than `max_poll_interval`, which another thread's poll or
-/// `describe_group` can equally cause — `poll` fails with `UnknownMember`
+/// `describe_group` can equally cause — `poll` failed with `UnknownMember`
 /// instead of joining again as a new member (the `sync` arm of the same
 /// function handles `UnknownMember` that way, and Kafka's consumer
 /// re-joins after an UNKNOWN_MEMBER_ID join response).

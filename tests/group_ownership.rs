@@ -19,6 +19,8 @@
 //! static member coming back with another subscription gets only its own
 //! topics.
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, mpsc};
@@ -27,10 +29,13 @@ use std::time::Duration;
 
 use brooklet::{
     AssignmentStrategy, Clock, Consumer, ConsumerConfig, ConsumerRecords, Error, GroupDescription,
-    GroupState, Log, LogConfig, ManualClock, OffsetReset, Record, TopicConfig, TopicPartition,
+    GroupState, Log, ManualClock, OffsetReset, Record, TopicConfig, TopicPartition,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use proptest::test_runner::Config;
+
+// The stress test draws its seeded order of events from this.
+use common::XorShift64Star as Rng;
 
 const GROUP: &str = "g";
 const SESSION_MS: i64 = 10_000;
@@ -44,7 +49,6 @@ const MAX_OPS: usize = 50;
 /// (about 100 ms each, mostly creating and syncing files).
 const DEFAULT_CASES_IN_MEMORY: u32 = 400;
 const DEFAULT_CASES_ON_DISK: u32 = 64;
-const SHM: &str = "/dev/shm";
 /// Rounds of "every live consumer polls once" that a settled group needs at
 /// most: re-join, pick up, and for cooperative-sticky a follow-up round.
 const SETTLE_PASSES: usize = 12;
@@ -66,24 +70,7 @@ fn topic_name(i: usize) -> String {
 /// storage: the log lives in memory-backed `/dev/shm` where there is one,
 /// which makes a property-test case about ten times faster than on disk.
 fn manual_log() -> (Log, Arc<ManualClock>, tempfile::TempDir) {
-    let shm = std::path::Path::new(SHM);
-    let dir = if shm.is_dir() {
-        tempfile::Builder::new()
-            .prefix("brooklet-groups-")
-            .tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .expect("a temporary directory");
-    let clock = Arc::new(ManualClock::new(START_MS));
-    let log = Log::open(
-        dir.path(),
-        LogConfig::default()
-            .clock(clock.clone())
-            .offsets_topic_partitions(1),
-    )
-    .expect("open a log");
-    (log, clock, dir)
+    common::shm_manual_log("brooklet-groups-", START_MS)
 }
 
 fn member_config(strategy: AssignmentStrategy, client: &str) -> ConsumerConfig {
@@ -838,37 +825,23 @@ fn run_case(setup: &Setup, ops: &[Op], stats: &Stats) -> Result<(), String> {
 
 #[test]
 fn no_partition_has_two_owners_and_the_group_settles() {
-    let defaults = Config::default();
-    let cases = if std::env::var_os("PROPTEST_CASES").is_some() {
-        defaults.cases
-    } else if std::path::Path::new(SHM).is_dir() {
+    let default_cases = if std::path::Path::new(common::SHM).is_dir() {
         DEFAULT_CASES_IN_MEMORY
     } else {
         DEFAULT_CASES_ON_DISK
     };
-    let rng_seed = match defaults.rng_seed {
-        RngSeed::Random => RngSeed::Fixed(0x6772_6f75_7073),
-        fixed => fixed,
-    };
     let config = Config {
-        cases,
-        rng_seed,
-        failure_persistence: None,
         max_shrink_iters: 2_000,
-        ..defaults
+        ..common::proptest_config(default_cases, 0x6772_6f75_7073)
     };
     let stats = Stats::default();
-    let mut runner = TestRunner::new(config);
     let strategy = (
         setup_strategy(),
         prop::collection::vec(op_strategy(), 1..=MAX_OPS),
     );
-    let outcome = runner.run(&strategy, |(setup, ops)| {
-        run_case(&setup, &ops, &stats).map_err(TestCaseError::fail)
+    common::check_property(config, &strategy, |(setup, ops)| {
+        run_case(&setup, &ops, &stats)
     });
-    if let Err(err) = outcome {
-        panic!("{err}");
-    }
     // Shown with --nocapture: what the cases reached.
     eprintln!("{stats:?}");
     assert!(stats.polls.get() > 500, "{stats:?}");
@@ -891,23 +864,6 @@ const STRESS_TOPIC: &str = "s";
 const STRESS_PARTITIONS: u32 = 6;
 const STRESS_WORKERS: usize = 4;
 const STRESS_PHASES: usize = 120;
-
-/// A small deterministic generator (xorshift64*), for the seeded order of
-/// events.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Action {
@@ -1238,12 +1194,12 @@ fn a_member_gets_a_topic_created_after_it_subscribed() {
     drop((named, log));
 }
 
-/// BUG (src/group/coordinator.rs `join`, the static-member branch): a
-/// consumer that takes a static member's place takes its assignment
-/// without a rebalance even when it subscribes to other topics, so it is
-/// given (and reads) partitions of a topic it never subscribed to, and no
-/// later event corrects that while the group stays stable. The same
-/// happens when a live static member calls `subscribe` with new topics.
+/// Regression (src/group/coordinator.rs `join`, the static-member branch): a
+/// consumer that took a static member's place took its assignment
+/// without a rebalance even when it subscribed to other topics, so it was
+/// given (and read) partitions of a topic it never subscribed to, and no
+/// later event corrected that while the group stayed stable. The same
+/// happened when a live static member called `subscribe` with new topics.
 /// Kafka's coordinator rebalances when a returning static member's
 /// subscription changed.
 #[test]

@@ -12,12 +12,17 @@
 //! appends must survive a process kill too: the page cache outlives the
 //! process.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use brooklet::{Durability, Fetch, Log, LogConfig, Record, TailLoss, TopicConfig};
+
+// The seeded kill points are drawn from this.
+use common::SplitMix64 as Rng;
 
 const CHILD_DIR_ENV: &str = "BROOKLET_KILL_CHILD_DIR";
 const CHILD_TOPIC_ENV: &str = "BROOKLET_KILL_CHILD_TOPIC";
@@ -87,19 +92,6 @@ fn kill_child_writer() {
     }
 }
 
-/// Small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-}
-
 /// Takes in an `ack <partition> <first> <last>` line from the child;
 /// false for any other line (the test harness prints its own).
 fn record_ack(line: &str, acked: &mut [i64]) -> bool {
@@ -118,6 +110,17 @@ fn record_ack(line: &str, acked: &mut [i64]) -> bool {
     );
     acked[partition] = fields[2];
     true
+}
+
+/// What the child wrote to stderr (best effort: for a failure message).
+fn stderr_of(child: &mut Child) -> String {
+    let mut err = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    err
 }
 
 /// Runs one child against `dir`, kills it after `kill_after` acks, and
@@ -140,12 +143,7 @@ fn run_child_and_kill(dir: &Path, topic: &str, kill_after: u64, acked: &mut [i64
     while seen < kill_after {
         line.clear();
         if stdout.read_line(&mut line).expect("read child") == 0 {
-            let mut err = String::new();
-            let _ = child
-                .stderr
-                .take()
-                .expect("stderr")
-                .read_to_string(&mut err);
+            let err = stderr_of(&mut child);
             panic!(
                 "child ended before {kill_after} acks: {:?}\n{err}",
                 child.wait()
@@ -162,12 +160,7 @@ fn run_child_and_kill(dir: &Path, topic: &str, kill_after: u64, acked: &mut [i64
         record_ack(&line.expect("read child"), acked);
     }
     if status.signal() != Some(libc::SIGKILL) {
-        let mut err = String::new();
-        let _ = child
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut err);
+        let err = stderr_of(&mut child);
         panic!("child was not killed but ended with {status:?}\n{err}");
     }
 }

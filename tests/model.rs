@@ -9,6 +9,8 @@
 //! least everything flushed before the crash — with
 //! `Durability::EveryAppend`, everything acknowledged.
 
+mod common;
+
 use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,9 +19,9 @@ use brooklet::{
     Clock, DEFAULT_MAX_MESSAGE_BYTES, Durability, Error, Fetch, Header, Log, LogConfig,
     ManualClock, Record, TailLoss, TimestampOffset, TopicConfig,
 };
+use common::{bump, ok};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 
 const TOPIC: &str = "t";
 const PARTITIONS: u32 = 2;
@@ -272,10 +274,6 @@ struct Stats {
     reads_out_of_range: Cell<usize>,
 }
 
-fn bump(counter: &Cell<usize>) {
-    counter.set(counter.get() + 1);
-}
-
 /// Length of a zig-zag varint, as Kafka's record format writes it.
 fn varint_len(value: i64) -> usize {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
@@ -325,10 +323,6 @@ macro_rules! ensure {
             return Err(format!($($why)+));
         }
     };
-}
-
-fn ok<T>(result: brooklet::Result<T>, what: &str) -> Result<T, String> {
-    result.map_err(|err| format!("{what} failed: {err}"))
 }
 
 struct Harness<'a> {
@@ -779,34 +773,16 @@ fn run_case(durability: Durability, setup: &Setup, ops: &[Op], stats: &Stats) ->
 /// default) of up to 40 operations, from a fixed seed unless
 /// `PROPTEST_RNG_SEED` is set.
 fn run_model(durability: Durability, seed: u64) -> Stats {
-    let defaults = Config::default();
-    let cases = if std::env::var_os("PROPTEST_CASES").is_some() {
-        defaults.cases
-    } else {
-        DEFAULT_CASES
-    };
-    let rng_seed = match defaults.rng_seed {
-        RngSeed::Random => RngSeed::Fixed(seed),
-        fixed => fixed,
-    };
-    let config = Config {
-        cases,
-        rng_seed,
-        failure_persistence: None,
-        ..defaults
-    };
     let stats = Stats::default();
-    let mut runner = TestRunner::new(config);
     let strategy = (
         setup_strategy(),
         prop::collection::vec(op_strategy(), 1..=MAX_OPS),
     );
-    let outcome = runner.run(&strategy, |(setup, ops)| {
-        run_case(durability, &setup, &ops, &stats).map_err(TestCaseError::fail)
-    });
-    if let Err(err) = outcome {
-        panic!("{err}");
-    }
+    common::check_property(
+        common::proptest_config(DEFAULT_CASES, seed),
+        &strategy,
+        |(setup, ops)| run_case(durability, &setup, &ops, &stats),
+    );
     stats
 }
 

@@ -8,33 +8,28 @@
 //! fails by the log's clock; callbacks run once with the right offsets;
 //! `flush` waits for everything sent before it.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::time::Duration;
 
 use brooklet::{
-    AppendInfo, AppendOptions, Error, Fetch, Log, LogConfig, ManualClock, ProducerBatch,
-    ProducerConfig, Record, SendHandle, TailLoss, TopicConfig, murmur2, partition_for_key,
+    AppendInfo, AppendOptions, Error, Log, LogConfig, ManualClock, ProducerBatch, ProducerConfig,
+    Record, SendHandle, TailLoss, TopicConfig, murmur2, partition_for_key,
 };
 
 /// Every record of a partition as (offset, key, value).
 type Stored = Vec<(i64, Option<Vec<u8>>, Vec<u8>)>;
 
 fn read_all(log: &Log, topic: &str, partition: u32) -> Stored {
-    let mut reader = log.reader(topic, partition, 0).expect("reader");
-    let mut fetch = Fetch::new();
-    let mut out = Vec::new();
-    while reader.next_into(&mut fetch).expect("fetch") {
-        for record in fetch.records() {
-            let record = record.expect("record decodes");
-            out.push((
-                record.offset,
-                record.key.map(<[u8]>::to_vec),
-                record.value.expect("records here have values").to_vec(),
-            ));
-        }
-    }
-    out
+    common::read_partition(log, topic, partition, 0, |record| {
+        (
+            record.offset,
+            record.key.map(<[u8]>::to_vec),
+            record.value.expect("records here have values").to_vec(),
+        )
+    })
 }
 
 fn log_with_topic(partitions: u32) -> Log {

@@ -16,6 +16,8 @@
 //! appended at its offset, and every key's latest record that retention
 //! may not delete yet is still there and was seen by every reader.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -116,15 +118,7 @@ fn append_more(
 /// The offsets of every record from the log start.
 fn offsets_from_start(log: &Log) -> Vec<i64> {
     let start = log.offsets(TOPIC, 0).expect("offsets").log_start_offset;
-    let mut reader = log.reader(TOPIC, 0, start).expect("reader");
-    let mut fetch = Fetch::new();
-    let mut offsets = Vec::new();
-    while reader.next_into(&mut fetch).expect("read") {
-        for record in fetch.records() {
-            offsets.push(record.expect("decode").offset);
-        }
-    }
-    offsets
+    common::read_partition(log, TOPIC, 0, start, |record| record.offset)
 }
 
 /// The log starts at `log_start`: a read just below it is out of range
@@ -548,6 +542,25 @@ fn background_retention_runs_every_check_interval_of_the_clock() {
 /// A record as appended or read: key, value, timestamp.
 type Stored = (Vec<u8>, Vec<u8>, i64);
 
+/// Adds a record read to `seen`, checking its offset is above the last.
+fn push_next(
+    seen: &mut Vec<(i64, Stored)>,
+    offset: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    timestamp_ms: i64,
+) {
+    if let Some((last, _)) = seen.last() {
+        assert!(offset > *last, "offset {offset} after {last}");
+    }
+    let stored = (
+        key.expect("keyed").to_vec(),
+        value.expect("not a tombstone").to_vec(),
+        timestamp_ms,
+    );
+    seen.push((offset, stored));
+}
+
 /// Reads from the log start to `end`, moving to the log start whenever
 /// retention overtakes the reader, and returns every record read.
 fn read_to_end(log: &Log, end: &AtomicI64) -> Vec<(i64, Stored)> {
@@ -560,19 +573,13 @@ fn read_to_end(log: &Log, end: &AtomicI64) -> Vec<(i64, Stored)> {
             Ok(true) => {
                 for record in fetch.records() {
                     let record = record.expect("a record decodes");
-                    if let Some((last, _)) = seen.last() {
-                        assert!(
-                            record.offset > *last,
-                            "offset {} after {last}",
-                            record.offset
-                        );
-                    }
-                    let stored = (
-                        record.key.expect("keyed").to_vec(),
-                        record.value.expect("not a tombstone").to_vec(),
+                    push_next(
+                        &mut seen,
+                        record.offset,
+                        record.key,
+                        record.value,
                         record.timestamp_ms,
                     );
-                    seen.push((record.offset, stored));
                 }
             }
             Ok(false) => {
@@ -613,19 +620,13 @@ fn consume_to_end(log: &Log, end: &AtomicI64) -> Vec<(i64, Stored)> {
             thread::yield_now();
         }
         for record in &records {
-            if let Some((last, _)) = seen.last() {
-                assert!(
-                    record.offset > *last,
-                    "offset {} after {last}",
-                    record.offset
-                );
-            }
-            let stored = (
-                record.key.expect("keyed").to_vec(),
-                record.value.expect("not a tombstone").to_vec(),
+            push_next(
+                &mut seen,
+                record.offset,
+                record.key,
+                record.value,
                 record.timestamp_ms,
             );
-            seen.push((record.offset, stored));
         }
     }
 }
