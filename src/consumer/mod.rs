@@ -33,8 +33,8 @@ use crate::error::{Error, Result};
 use crate::group::coordinator::Subscription as GroupSubscription;
 use crate::log::Log;
 use crate::notify::Notify;
-use crate::storage::PartitionLog;
 use crate::storage::fetch::ReadCursor;
+use crate::storage::{Fetch, PartitionLog};
 use crate::topics::validate_topic_name;
 
 pub use config::{ConsumerConfig, OffsetReset};
@@ -43,7 +43,6 @@ pub use membership::RebalanceListener;
 pub use offsets::{
     DEFAULT_OFFSETS_TOPIC_PARTITIONS, OFFSETS_TOPIC, OffsetAndMetadata, TopicPartition,
 };
-use records::FetchedRecords;
 pub use records::{ConsumerRecord, ConsumerRecords, Iter as ConsumerRecordsIter};
 
 enum Subscription {
@@ -62,11 +61,12 @@ struct Assigned {
     position: Option<i64>,
     paused: bool,
     cursor: Option<ReadCursor>,
-    /// Records fetched but not yet returned, and the index of the next.
-    buffered: Option<(Arc<FetchedRecords>, usize)>,
+    /// A checked fetch with records not yet returned, and the offset of the
+    /// next one.
+    buffered: Option<(Arc<Fetch>, i64)>,
     /// The last fetch handed out whole: its buffers are reused once the
     /// caller has dropped the records that borrow them.
-    spent: Option<Arc<FetchedRecords>>,
+    spent: Option<Arc<Fetch>>,
 }
 
 impl Assigned {

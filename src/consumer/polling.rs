@@ -4,11 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::consumer::records::{FetchedRecords, PartitionRecords};
+use crate::consumer::records::{PartitionRecords, count_records};
 use crate::consumer::{Consumer, ConsumerRecords, OffsetReset};
 use crate::error::{Error, Result};
 use crate::log::deadline_after;
 use crate::storage::Fetch;
+
+/// Fetches in a row that may hold nothing to return before a poll gives up
+/// on a partition for this round.
+const MAX_EMPTY_FETCHES: usize = 64;
 
 impl Consumer {
     /// Returns the records available now, in offset order per partition,
@@ -100,25 +104,28 @@ impl Consumer {
                 continue;
             }
             let assigned = &mut self.assignment[i];
-            let Some((fetched, next)) = assigned.buffered.take() else {
+            let Some((fetch, from)) = assigned.buffered.take() else {
                 continue;
             };
-            let take = remaining.min(fetched.spans.len() - next);
-            let end = next + take;
+            let (take, end) = count_records(&fetch, from, remaining)?;
             remaining -= take;
-            if end == fetched.spans.len() {
-                assigned.position = Some(fetched.fetch.next_offset());
-                assigned.spent = Some(Arc::clone(&fetched));
+            if end >= fetch.next_offset() {
+                assigned.position = Some(fetch.next_offset());
+                assigned.spent = Some(Arc::clone(&fetch));
             } else {
-                assigned.position = Some(fetched.spans[end].offset);
-                assigned.buffered = Some((Arc::clone(&fetched), end));
+                assigned.position = Some(end);
+                assigned.buffered = Some((Arc::clone(&fetch), end));
             }
-            out.parts.push(PartitionRecords {
-                topic: Arc::clone(&assigned.topic),
-                partition: assigned.tp.partition,
-                fetched,
-                range: next..end,
-            });
+            if take > 0 {
+                out.parts.push(PartitionRecords {
+                    topic: Arc::clone(&assigned.topic),
+                    partition: assigned.tp.partition,
+                    fetch,
+                    from,
+                    end,
+                    count: take,
+                });
+            }
         }
         Ok(out)
     }
@@ -126,43 +133,55 @@ impl Consumer {
     /// Fetches the next batches of partition `i` into its buffer; false if
     /// there were none.
     fn fill(&mut self, i: usize, budget: &mut usize) -> Result<bool> {
-        let mut position = self.resolve_position(i)?;
-        let max_bytes = self.config.max_partition_fetch_bytes.min(*budget);
-        let (mut fetch, spans) = match self.assignment[i].spent.take().map(Arc::try_unwrap) {
-            Some(Ok(spent)) => (spent.fetch, spent.spans),
-            _ => (Fetch::new(), Vec::new()),
+        let mut fetch = match self.assignment[i].spent.take().map(Arc::try_unwrap) {
+            Some(Ok(spent)) => spent,
+            _ => Fetch::new(),
         };
-        let mut retried = false;
-        loop {
-            let assigned = &self.assignment[i];
-            match assigned
-                .log
-                .read_into(position, max_bytes, assigned.cursor.as_ref(), &mut fetch)
-            {
-                Ok(()) => break,
-                Err(Error::OffsetOutOfRange { .. })
-                    if !retried && self.config.auto_offset_reset != OffsetReset::None =>
-                {
-                    position = self.reset_offset(i)?;
-                    self.assignment[i].set_position(position);
-                    retried = true;
-                }
-                Err(err) => return Err(err),
+        // A fetch may hold no record to return (only batches compaction
+        // emptied, or control batches): move past it and read on, a bounded
+        // number of times.
+        for _ in 0..MAX_EMPTY_FETCHES {
+            let mut position = self.resolve_position(i)?;
+            let max_bytes = self.config.max_partition_fetch_bytes.min(*budget);
+            if max_bytes == 0 {
+                return Ok(false);
             }
+            let mut retried = false;
+            loop {
+                let assigned = &self.assignment[i];
+                match assigned.log.read_into(
+                    position,
+                    max_bytes,
+                    assigned.cursor.as_ref(),
+                    &mut fetch,
+                ) {
+                    Ok(()) => break,
+                    Err(Error::OffsetOutOfRange { .. })
+                        if !retried && self.config.auto_offset_reset != OffsetReset::None =>
+                    {
+                        position = self.reset_offset(i)?;
+                        self.assignment[i].set_position(position);
+                        retried = true;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            if fetch.is_empty() {
+                return Ok(false);
+            }
+            *budget = budget.saturating_sub(fetch.bytes().len());
+            let assigned = &mut self.assignment[i];
+            assigned.cursor = fetch.cursor().cloned();
+            // Checksums are checked here, once; records are decoded as the
+            // caller iterates.
+            fetch.verify()?;
+            if count_records(&fetch, position, 1)?.0 == 0 {
+                assigned.position = Some(fetch.next_offset());
+                continue;
+            }
+            assigned.buffered = Some((Arc::new(fetch), position));
+            return Ok(true);
         }
-        if fetch.is_empty() {
-            return Ok(false);
-        }
-        *budget = budget.saturating_sub(fetch.bytes().len());
-        let assigned = &mut self.assignment[i];
-        assigned.cursor = fetch.cursor().cloned();
-        let fetched = FetchedRecords::decode(fetch, spans)?;
-        if fetched.spans.is_empty() {
-            // Only control batches or records below the position.
-            assigned.position = Some(fetched.fetch.next_offset());
-            return Ok(false);
-        }
-        assigned.buffered = Some((Arc::new(fetched), 0));
-        Ok(true)
+        Ok(false)
     }
 }

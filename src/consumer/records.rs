@@ -1,75 +1,59 @@
 //! What [`Consumer::poll`](crate::Consumer::poll) returns: records that
-//! borrow their bytes from the fetched batches, decoded once.
+//! borrow their bytes from the fetched batches, decoded as they are
+//! iterated.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::record::HeadersView;
-use crate::storage::Fetch;
+use crate::record::{HeadersView, RecordView};
+use crate::storage::{Fetch, Records};
 
-/// Where one record's parts lie in its fetch buffer.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Span {
-    pub(crate) offset: i64,
-    pub(crate) timestamp_ms: i64,
-    key: Option<(usize, usize)>,
-    value: Option<(usize, usize)>,
-    headers: (usize, usize, usize),
-}
-
-/// A fetch and the records decoded from it.
-#[derive(Debug)]
-pub(crate) struct FetchedRecords {
-    pub(crate) fetch: Fetch,
-    pub(crate) spans: Vec<Span>,
-}
-
-fn range_in(base: &[u8], part: &[u8]) -> (usize, usize) {
-    // Both point into the same buffer: the difference of the addresses is
-    // the part's position in it.
-    (part.as_ptr() as usize - base.as_ptr() as usize, part.len())
-}
-
-impl FetchedRecords {
-    /// Checks every batch's CRC and decodes the records at or after the
-    /// fetch's requested offset.
-    pub(crate) fn decode(fetch: Fetch, mut spans: Vec<Span>) -> Result<FetchedRecords> {
-        spans.clear();
-        let expected: usize = fetch
-            .batches()
-            .flatten()
-            .map(|b| usize::try_from(b.header().record_count).unwrap_or(0))
-            .sum();
-        spans.reserve(expected);
-        let base = fetch.bytes();
-        for record in fetch.records() {
-            let record = record?;
-            let (headers, count) = record.headers().raw();
-            let (start, len) = range_in(base, headers);
-            spans.push(Span {
-                offset: record.offset,
-                timestamp_ms: record.timestamp_ms,
-                key: record.key.map(|k| range_in(base, k)),
-                value: record.value.map(|v| range_in(base, v)),
-                headers: (start, len, count),
-            });
+/// Records at or after `from`, up to `max` of them, in a fetch whose
+/// batches were checked: how many there are and the offset after the last.
+/// Batch headers suffice where a batch has no gaps; only a batch compaction
+/// thinned out, and only when the count ends inside it, is decoded.
+pub(crate) fn count_records(fetch: &Fetch, from: i64, max: usize) -> Result<(usize, i64)> {
+    let mut count = 0usize;
+    for batch in fetch.batches() {
+        let batch = batch?;
+        let header = batch.header();
+        if header.last_offset() < from || header.is_control() || header.record_count == 0 {
+            continue;
         }
-        Ok(FetchedRecords { fetch, spans })
+        let first = from.max(header.base_offset);
+        let gapless = i64::from(header.record_count) == i64::from(header.last_offset_delta) + 1;
+        if gapless {
+            let available = usize::try_from(header.last_offset() - first + 1).unwrap_or(0);
+            if count + available >= max {
+                let end = first + i64::try_from(max - count).unwrap_or(0);
+                return Ok((max, end));
+            }
+            count += available;
+        } else {
+            for record in batch.records() {
+                let record = record?;
+                if record.offset < from {
+                    continue;
+                }
+                count += 1;
+                if count == max {
+                    return Ok((max, record.offset + 1));
+                }
+            }
+        }
     }
+    Ok((count, fetch.next_offset()))
+}
 
-    fn view<'a>(&'a self, topic: &'a str, partition: u32, span: &Span) -> ConsumerRecord<'a> {
-        let bytes = self.fetch.bytes();
-        let slice = |(start, len): (usize, usize)| &bytes[start..start + len];
-        ConsumerRecord {
-            topic,
-            partition,
-            offset: span.offset,
-            timestamp_ms: span.timestamp_ms,
-            key: span.key.map(slice),
-            value: span.value.map(slice),
-            headers: HeadersView::new(slice((span.headers.0, span.headers.1)), span.headers.2),
-        }
+fn view<'a>(topic: &'a str, partition: u32, record: RecordView<'a>) -> ConsumerRecord<'a> {
+    ConsumerRecord {
+        topic,
+        partition,
+        offset: record.offset,
+        timestamp_ms: record.timestamp_ms,
+        key: record.key,
+        value: record.value,
+        headers: record.headers(),
     }
 }
 
@@ -98,13 +82,16 @@ impl<'a> ConsumerRecord<'a> {
     }
 }
 
-/// The records of one partition in a poll.
+/// The records of one partition in a poll: those of a checked fetch from
+/// `from` up to (not including) `end`, decoded as they are iterated.
 #[derive(Debug)]
 pub(crate) struct PartitionRecords {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: u32,
-    pub(crate) fetched: Arc<FetchedRecords>,
-    pub(crate) range: Range<usize>,
+    pub(crate) fetch: Arc<Fetch>,
+    pub(crate) from: i64,
+    pub(crate) end: i64,
+    pub(crate) count: usize,
 }
 
 /// The records returned by one poll: in offset order within each
@@ -117,12 +104,12 @@ pub struct ConsumerRecords {
 impl ConsumerRecords {
     /// How many records there are.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.range.len()).sum()
+        self.parts.iter().map(|p| p.count).sum()
     }
 
     /// Whether the poll returned nothing.
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(|p| p.range.is_empty())
+        self.parts.iter().all(|p| p.count == 0)
     }
 
     /// Every record, partition by partition.
@@ -130,7 +117,7 @@ impl ConsumerRecords {
         Iter {
             parts: &self.parts,
             part: 0,
-            next: self.parts.first().map_or(0, |p| p.range.start),
+            current: None,
         }
     }
 
@@ -154,7 +141,7 @@ impl<'a> IntoIterator for &'a ConsumerRecords {
 pub struct Iter<'a> {
     parts: &'a [PartitionRecords],
     part: usize,
-    next: usize,
+    current: Option<Records<'a>>,
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -163,13 +150,101 @@ impl<'a> Iterator for Iter<'a> {
     fn next(&mut self) -> Option<ConsumerRecord<'a>> {
         loop {
             let part = self.parts.get(self.part)?;
-            if self.next < part.range.end {
-                let span = &part.fetched.spans[self.next];
-                self.next += 1;
-                return Some(part.fetched.view(&part.topic, part.partition, span));
+            let records = self
+                .current
+                .get_or_insert_with(|| part.fetch.records_checked_from(part.from));
+            match records.next() {
+                Some(Ok(record)) if record.offset < part.end => {
+                    return Some(view(&part.topic, part.partition, record));
+                }
+                // The poll counted these records, so a decoding error here
+                // means a batch that passed its CRC yet does not decode
+                // (written by a faulty producer): the rest of it is skipped.
+                _ => {
+                    self.current = None;
+                    self.part += 1;
+                }
             }
-            self.part += 1;
-            self.next = self.parts.get(self.part).map_or(0, |p| p.range.start);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::{CleanupPolicy, LogConfig, TopicConfig};
+    use crate::consumer::{ConsumerConfig, OffsetReset, TopicPartition};
+    use crate::log::Log;
+    use crate::record::Record;
+    use crate::storage::Fetch;
+
+    /// Polls cut batches at every size, in gapless and compacted (gappy)
+    /// batches alike, and still return each record once, in order, as a
+    /// plain read of the partition sees them.
+    #[test]
+    fn polls_of_any_size_return_what_a_read_returns() {
+        let log = Log::temporary(
+            LogConfig::default()
+                .cleaner_backoff(Duration::from_secs(1 << 30))
+                .retention_check_interval(Duration::from_secs(1 << 30)),
+        )
+        .expect("open");
+        log.create_topic(
+            "t",
+            TopicConfig::default()
+                .cleanup_policy(CleanupPolicy::Compact)
+                .segment_bytes(2048),
+        )
+        .expect("create");
+        for round in 0..40 {
+            let batch: Vec<Record> = (0..7)
+                .map(|i| {
+                    Record::new(format!("v{round}-{i}")).key(format!("k{}", (round * 7 + i) % 23))
+                })
+                .collect();
+            log.append("t", 0, &batch).expect("append");
+        }
+        log.compact_now("t", 0).expect("compact");
+        let mut expected = Vec::new();
+        let mut reader = log.reader("t", 0, 0).expect("reader");
+        let mut fetch = Fetch::new();
+        while reader.next_into(&mut fetch).expect("read") {
+            for record in fetch.records() {
+                let record = record.expect("record");
+                expected.push((record.offset, record.value.map(<[u8]>::to_vec)));
+            }
+        }
+        assert!(expected.len() < 280, "compaction removed records");
+        for max in [1, 2, 3, 5, 7, 11, 500] {
+            let mut consumer = log.consumer(
+                ConsumerConfig::default()
+                    .auto_offset_reset(OffsetReset::Earliest)
+                    .max_poll_records(max),
+            );
+            consumer
+                .assign(&[TopicPartition::new("t", 0)])
+                .expect("assign");
+            let mut seen = Vec::new();
+            loop {
+                let records = consumer.poll(Duration::ZERO).expect("poll");
+                if records.is_empty() {
+                    break;
+                }
+                assert!(records.len() <= max);
+                let before = seen.len();
+                seen.extend(
+                    records
+                        .iter()
+                        .map(|r| (r.offset, r.value.map(<[u8]>::to_vec))),
+                );
+                assert_eq!(
+                    seen.len() - before,
+                    records.len(),
+                    "len() matches the iteration"
+                );
+            }
+            assert_eq!(seen, expected, "max_poll_records {max}");
         }
     }
 }

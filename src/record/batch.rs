@@ -295,6 +295,29 @@ impl<'a> Iterator for RecordIter<'a> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// Steps over the next `count` records reading only their lengths: for
+    /// a read that starts inside a batch whose offsets have no gaps.
+    pub(crate) fn skip_records(&mut self, count: usize) {
+        if self.unsupported_compression.is_some() {
+            return;
+        }
+        for _ in 0..count.min(self.remaining) {
+            let mut pos = self.pos;
+            let length = read_varint(self.bytes, &mut pos).and_then(|l| usize::try_from(l).ok());
+            match length
+                .and_then(|l| pos.checked_add(l))
+                .filter(|&end| end <= self.bytes.len())
+            {
+                Some(end) => {
+                    self.pos = end;
+                    self.remaining -= 1;
+                }
+                // Leave the malformed record for `next` to report.
+                None => return,
+            }
+        }
+    }
+
     #[inline]
     fn decode_next(&mut self) -> Option<RecordView<'a>> {
         let length = usize::try_from(read_varint(self.bytes, &mut self.pos)?).ok()?;
