@@ -8,6 +8,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::record::Record;
+use crate::record::batch::{BATCH_HEADER_LEN, encode_record};
 use crate::storage::{AppendInfo, PartitionLog};
 
 /// What a record's sender learns once its batch is appended.
@@ -85,13 +86,64 @@ impl BatchCompletion {
     }
 }
 
-/// A batch being filled or waiting for the sender.
+/// A batch being filled or waiting for the sender. Records are encoded into
+/// it as they are sent (as Kafka's producer does), so the sender only fills
+/// in the header, checksums and appends, and no record crosses threads.
 pub(crate) struct PendingBatch {
-    pub(crate) records: Vec<Record>,
+    /// Room for the batch header, then the encoded records.
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) record_count: i32,
+    pub(crate) base_timestamp: i64,
+    pub(crate) max_timestamp: i64,
+    /// What the batch counts against the producer's buffer memory.
     pub(crate) size_bytes: usize,
     pub(crate) created_ms: i64,
     pub(crate) completion: Arc<BatchCompletion>,
     pub(crate) callbacks: Vec<(u32, i64, Callback)>,
+}
+
+impl PendingBatch {
+    pub(crate) fn new(capacity: usize, created_ms: i64, completion: Arc<BatchCompletion>) -> Self {
+        let mut bytes = Vec::with_capacity(capacity.max(BATCH_HEADER_LEN));
+        bytes.resize(BATCH_HEADER_LEN, 0);
+        PendingBatch {
+            bytes,
+            record_count: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            size_bytes: 0,
+            created_ms,
+            completion,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// Encodes `record` (with its final timestamp) as the next one and
+    /// returns its index in the batch.
+    pub(crate) fn push(&mut self, record: &Record, timestamp_ms: i64) -> u32 {
+        if self.record_count == 0 {
+            self.base_timestamp = timestamp_ms;
+            self.max_timestamp = timestamp_ms;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
+        let index = self.record_count;
+        // Timestamps are checked non-negative, so the delta can not overflow.
+        encode_record(
+            &mut self.bytes,
+            record,
+            timestamp_ms - self.base_timestamp,
+            i64::from(index),
+        );
+        self.record_count += 1;
+        u32::try_from(index).unwrap_or(u32::MAX)
+    }
+
+    /// Removes the last record (it did not fit after all).
+    pub(crate) fn pop_to(&mut self, len: usize, record_count: i32, max_timestamp: i64) {
+        self.bytes.truncate(len);
+        self.record_count = record_count;
+        self.max_timestamp = max_timestamp;
+    }
 }
 
 /// The queue of one partition.

@@ -161,6 +161,8 @@ struct Sticky {
 struct TopicQueues {
     name: Arc<str>,
     max_batch_bytes: usize,
+    /// The topic is compacted: every record needs a key.
+    requires_keys: bool,
     queues: Vec<Arc<PartitionQueue>>,
     sticky: Mutex<Sticky>,
     /// The log's metadata version these queues were built at.
@@ -355,14 +357,18 @@ impl Producer {
                     .unwrap_or_else(|| Arc::new(PartitionQueue::new(log)))
             })
             .collect::<Vec<_>>();
-        let max_batch_bytes = queues
+        let max_batch_bytes = queues.first().map_or(usize::MAX, |q| {
+            (q.log.config.max_message_bytes as usize).min(q.log.config.segment_bytes as usize)
+        });
+        let requires_keys = queues
             .first()
-            .map_or(usize::MAX, |q| q.log.config.max_message_bytes as usize);
+            .is_some_and(|q| q.log.config.cleanup_policy != crate::config::CleanupPolicy::Delete);
         let seed = shared.sticky_seed.fetch_add(1, Ordering::Relaxed);
         let count = queues.len().max(1) as u64;
         let built = Arc::new(TopicQueues {
             name,
             max_batch_bytes,
+            requires_keys,
             sticky: Mutex::new(Sticky {
                 partition: (seed % count) as u32,
                 bytes: 0,
@@ -442,6 +448,16 @@ impl Producer {
         // clock read serves that and the batch's linger.
         let now_ms = shared.log.clock().now_ms();
         let timestamp_ms = *record.timestamp_ms.get_or_insert(now_ms);
+        if timestamp_ms < 0 {
+            return Err(Error::InvalidRecord(format!(
+                "timestamp {timestamp_ms} is negative"
+            )));
+        }
+        if topic_queues.requires_keys && record.key.is_none() {
+            return Err(Error::InvalidRecord(format!(
+                "topic {topic} is compacted and every record needs a key"
+            )));
+        }
         let chosen = match partition {
             Some(partition) => Some(partition),
             None => shared.config.partitioner.partition(
@@ -468,29 +484,35 @@ impl Producer {
         self.reserve_memory(size)?;
         let (completion, index, enlist) = {
             let mut state = queue.state.lock();
-            if let Some(open) = &state.open
-                && open.size_bytes + size > batch_limit
-            {
+            let new_batch = || {
+                PendingBatch::new(
+                    batch_limit.saturating_add(size),
+                    now_ms,
+                    BatchCompletion::new(Arc::clone(&topic_queues.name), partition),
+                )
+            };
+            let open = state.open.get_or_insert_with(new_batch);
+            let (len, count, max_timestamp) =
+                (open.bytes.len(), open.record_count, open.max_timestamp);
+            let mut index = open.push(&record, timestamp_ms);
+            if open.bytes.len() > batch_limit && count > 0 {
+                // It does not fit: the batch goes as it was, and the record
+                // starts the next one.
+                open.pop_to(len, count, max_timestamp);
                 let full = state.open.take();
                 state.ready.extend(full);
+                let open = state.open.insert(new_batch());
+                index = open.push(&record, timestamp_ms);
             }
-            let open = state.open.get_or_insert_with(|| PendingBatch {
-                // Sized for a full batch of records like this one, so the
-                // batch does not grow step by step.
-                records: Vec::with_capacity((batch_limit / size.max(1)).clamp(1, 4096)),
-                size_bytes: 0,
-                created_ms: now_ms,
-                completion: BatchCompletion::new(Arc::clone(&topic_queues.name), partition),
-                callbacks: Vec::new(),
-            });
-            let index = u32::try_from(open.records.len()).unwrap_or(u32::MAX);
-            open.records.push(record);
+            let Some(open) = state.open.as_mut() else {
+                return Err(Error::Closed);
+            };
             open.size_bytes += size;
             if let Some(callback) = callback {
                 open.callbacks.push((index, timestamp_ms, callback));
             }
             let completion = Arc::clone(&open.completion);
-            if open.size_bytes >= batch_limit {
+            if open.bytes.len() >= batch_limit {
                 let full = state.open.take();
                 state.ready.extend(full);
             }

@@ -84,8 +84,8 @@ pub(crate) fn run(shared: &Shared) {
 }
 
 /// Appends one batch and completes its records.
-fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, batch: PendingBatch) {
-    let record_count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
+fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, mut batch: PendingBatch) {
+    let record_count = batch.record_count;
     let mut options = AppendOptions::default();
     let base_sequence = queue.state.lock().next_sequence;
     if let Some((producer_id, producer_epoch)) = shared.identity {
@@ -95,7 +95,13 @@ fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, batch: PendingBatch)
             base_sequence,
         });
     }
-    let outcome = queue.log.append(&batch.records, &options);
+    let outcome = queue.log.append_records(
+        &mut batch.bytes,
+        record_count,
+        batch.base_timestamp,
+        batch.max_timestamp,
+        &options,
+    );
     if outcome.is_ok() {
         // Sequences advance only for batches the partition took, so a
         // refused batch leaves no gap.

@@ -491,32 +491,7 @@ pub(crate) fn encode_batch(
         // Both are non-negative, so the difference can not overflow.
         let timestamp_delta = timestamp - base_timestamp;
         let offset_delta = offset_delta as i64;
-        let body = record_body_len(record, timestamp_delta, offset_delta);
-        let key = record.key.as_deref();
-        let value = record.value.as_deref();
-        // The small fields go through a stack buffer so each record costs a
-        // few slice copies rather than a push per byte.
-        let mut head = VarintBuf::new();
-        head.put(body as i64);
-        head.put_byte(0); // record attributes: unused
-        head.put(timestamp_delta);
-        head.put(offset_delta);
-        head.put(key.map_or(-1, |k| k.len() as i64));
-        out.extend_from_slice(head.as_slice());
-        if let Some(key) = key {
-            out.extend_from_slice(key);
-        }
-        let mut head = VarintBuf::new();
-        head.put(value.map_or(-1, |v| v.len() as i64));
-        out.extend_from_slice(head.as_slice());
-        if let Some(value) = value {
-            out.extend_from_slice(value);
-        }
-        put_varlong(out, record.headers.len() as i64);
-        for header in &record.headers {
-            put_bytes_field(out, Some(header.key.as_bytes()));
-            put_bytes_field(out, header.value.as_deref());
-        }
+        encode_record(out, record, timestamp_delta, offset_delta);
     }
     let Ok(batch_length) = i32::try_from(out.len() - start - LOG_OVERHEAD) else {
         let size_bytes = out.len() - start;
@@ -546,6 +521,43 @@ pub(crate) fn encode_batch(
     };
     let crc = write_header(&mut out[start..], &header);
     Ok(BatchHeader { crc, ..header })
+}
+
+/// Appends one record, as it is laid out inside a batch, with the given
+/// deltas from the batch's base timestamp and base offset.
+#[inline]
+pub(crate) fn encode_record(
+    out: &mut Vec<u8>,
+    record: &Record,
+    timestamp_delta: i64,
+    offset_delta: i64,
+) {
+    let body = record_body_len(record, timestamp_delta, offset_delta);
+    let key = record.key.as_deref();
+    let value = record.value.as_deref();
+    // The small fields go through a stack buffer so each record costs a
+    // few slice copies rather than a push per byte.
+    let mut head = VarintBuf::new();
+    head.put(body as i64);
+    head.put_byte(0); // record attributes: unused
+    head.put(timestamp_delta);
+    head.put(offset_delta);
+    head.put(key.map_or(-1, |k| k.len() as i64));
+    out.extend_from_slice(head.as_slice());
+    if let Some(key) = key {
+        out.extend_from_slice(key);
+    }
+    let mut head = VarintBuf::new();
+    head.put(value.map_or(-1, |v| v.len() as i64));
+    out.extend_from_slice(head.as_slice());
+    if let Some(value) = value {
+        out.extend_from_slice(value);
+    }
+    put_varlong(out, record.headers.len() as i64);
+    for header in &record.headers {
+        put_bytes_field(out, Some(header.key.as_bytes()));
+        put_bytes_field(out, header.value.as_deref());
+    }
 }
 
 /// Writes `header` into the first bytes of `batch` (whose records follow)

@@ -18,6 +18,10 @@ use crate::notify::Notify;
 use crate::record::BatchHeader;
 use crate::record::Record;
 use crate::record::batch::{
+    BATCH_HEADER_LEN, LOG_APPEND_TIME_FLAG, LOG_OVERHEAD, MAGIC_V2, NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID, NO_SEQUENCE, write_header,
+};
+use crate::record::batch::{
     BatchSpec, encode_batch, encoded_size, set_base_offset, set_partition_leader_epoch,
     size_lower_bound,
 };
@@ -267,6 +271,63 @@ impl PartitionLog {
                 info
             })
         })
+    }
+
+    /// Appends a batch whose records the caller has encoded already, after
+    /// a `BATCH_HEADER_LEN` placeholder at the start of `batch` (as a
+    /// producer does at send time): fills in the header and CRC, then
+    /// appends it like any other batch.
+    pub(crate) fn append_records(
+        &self,
+        batch: &mut [u8],
+        record_count: i32,
+        base_timestamp: i64,
+        max_timestamp: i64,
+        options: &AppendOptions,
+    ) -> Result<AppendInfo> {
+        if record_count <= 0 || batch.len() <= BATCH_HEADER_LEN {
+            return Err(Error::InvalidRecord(
+                "a record batch needs at least one record".into(),
+            ));
+        }
+        self.check_batch_size(batch.len())?;
+        let now_ms = self.clock.now_ms();
+        let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+        let producer = options.producer;
+        let mut header = BatchHeader {
+            base_offset: 0,
+            batch_length: i32::try_from(batch.len() - LOG_OVERHEAD).map_err(|_| {
+                Error::RecordTooLarge {
+                    size_bytes: batch.len(),
+                    max_bytes: i32::MAX as usize,
+                }
+            })?,
+            partition_leader_epoch: 0,
+            magic: MAGIC_V2,
+            crc: 0,
+            attributes: if log_append_time {
+                LOG_APPEND_TIME_FLAG
+            } else {
+                0
+            },
+            last_offset_delta: record_count - 1,
+            base_timestamp,
+            max_timestamp: if log_append_time {
+                now_ms
+            } else {
+                max_timestamp
+            },
+            producer_id: producer.map_or(NO_PRODUCER_ID, |p| p.producer_id),
+            producer_epoch: producer.map_or(NO_PRODUCER_EPOCH, |p| p.producer_epoch),
+            base_sequence: producer.map_or(NO_SEQUENCE, |p| p.base_sequence),
+            record_count,
+        };
+        header.crc = write_header(batch, &header);
+        let mut info = self.append_encoded(batch, header, options)?;
+        if log_append_time {
+            info.log_append_time_ms = Some(now_ms);
+        }
+        Ok(info)
     }
 
     fn check_batch_size(&self, size: usize) -> Result<()> {
