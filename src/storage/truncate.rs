@@ -87,3 +87,66 @@ impl PartitionLog {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{LogConfig, TopicConfig};
+    use crate::error::Error;
+    use crate::log::Log;
+    use crate::record::Record;
+    use crate::storage::Fetch;
+
+    fn offsets(log: &Log) -> Vec<i64> {
+        let mut reader = log.reader("t", 0, 0).expect("reader");
+        let mut fetch = Fetch::new();
+        let mut out = Vec::new();
+        while reader.next_into(&mut fetch).expect("read") {
+            out.extend(fetch.records().map(|r| r.expect("record").offset));
+        }
+        out
+    }
+
+    /// Truncation (a follower that diverged) removes every record from an
+    /// offset on, across segments, refuses offsets inside a batch, and the
+    /// log carries on from there, also after a reopen.
+    #[test]
+    fn truncate_removes_the_tail_across_segments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let log = Log::open(dir.path(), LogConfig::default()).expect("open");
+            log.create_topic("t", TopicConfig::default().segment_bytes(1024))
+                .expect("create");
+            for i in 0..100 {
+                log.append("t", 0, &[Record::new(format!("value-{i:04}")).key("k")])
+                    .expect("append");
+            }
+            let three = [Record::new("a"), Record::new("b"), Record::new("c")];
+            log.append("t", 0, &three).expect("append a batch of three");
+            let segments = log.describe_topic("t").expect("describe").partitions[0].segment_count;
+            assert!(segments > 3, "{segments} segments");
+            assert!(matches!(
+                log.truncate_to("t", 0, 101),
+                Err(Error::InvalidRecord(_))
+            ));
+            log.truncate_to("t", 0, 37).expect("truncate");
+            assert_eq!(log.offsets("t", 0).expect("offsets").log_end_offset, 37);
+            assert_eq!(offsets(&log), (0..37).collect::<Vec<_>>());
+            assert!(
+                log.describe_topic("t").expect("describe").partitions[0].segment_count < segments
+            );
+            let info = log.append("t", 0, &[Record::new("after")]).expect("append");
+            assert_eq!(info.base_offset, 37);
+            log.close().expect("close");
+        }
+        let log = Log::open(dir.path(), LogConfig::default()).expect("reopen");
+        assert_eq!(offsets(&log), (0..38).collect::<Vec<_>>());
+        log.truncate_to("t", 0, 0).expect("truncate everything");
+        assert!(offsets(&log).is_empty());
+        assert_eq!(
+            log.append("t", 0, &[Record::new("x")])
+                .expect("append")
+                .base_offset,
+            0
+        );
+    }
+}
