@@ -475,7 +475,8 @@ pub(crate) fn encode_batch(
     let record_count = i32::try_from(records.len())
         .map_err(|_| Error::InvalidRecord("too many records for one batch".into()))?;
     let start = out.len();
-    out.reserve(size_lower_bound(records) + 8 * records.len());
+    // No size pass to reserve with: callers on the hot path reuse `out`,
+    // which keeps its capacity from one batch to the next.
     out.resize(start + BATCH_HEADER_LEN, 0);
     let base_timestamp = record_timestamp(first, spec);
     let mut max_timestamp = base_timestamp;
