@@ -75,6 +75,20 @@ fn next_sequence(sequence: i32) -> i32 {
     }
 }
 
+/// Appends a batch whose first sequence is the one expected; refuses any
+/// other.
+fn in_order(producer_id: i64, expected: i32, received: i32) -> Result<SequenceCheck> {
+    if received == expected {
+        Ok(SequenceCheck::Append)
+    } else {
+        Err(Error::OutOfOrderSequence {
+            producer_id,
+            expected,
+            received,
+        })
+    }
+}
+
 /// Every producer id seen in a partition, with its retained batches.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ProducerStateTable {
@@ -91,15 +105,7 @@ impl ProducerStateTable {
         last_sequence: i32,
     ) -> Result<SequenceCheck> {
         let Some(entry) = self.producers.get(&producer_id) else {
-            return if first_sequence == 0 {
-                Ok(SequenceCheck::Append)
-            } else {
-                Err(Error::OutOfOrderSequence {
-                    producer_id,
-                    expected: 0,
-                    received: first_sequence,
-                })
-            };
+            return in_order(producer_id, 0, first_sequence);
         };
         if epoch < entry.epoch {
             return Err(Error::ProducerFenced {
@@ -110,15 +116,7 @@ impl ProducerStateTable {
         }
         if epoch > entry.epoch {
             // A new epoch restarts the sequence (Kafka's epoch bump).
-            return if first_sequence == 0 {
-                Ok(SequenceCheck::Append)
-            } else {
-                Err(Error::OutOfOrderSequence {
-                    producer_id,
-                    expected: 0,
-                    received: first_sequence,
-                })
-            };
+            return in_order(producer_id, 0, first_sequence);
         }
         if let Some(duplicate) = entry
             .batches
@@ -131,14 +129,7 @@ impl ProducerStateTable {
             .batches
             .back()
             .map_or(0, |b| next_sequence(b.last_sequence));
-        if first_sequence != expected {
-            return Err(Error::OutOfOrderSequence {
-                producer_id,
-                expected,
-                received: first_sequence,
-            });
-        }
-        Ok(SequenceCheck::Append)
+        in_order(producer_id, expected, first_sequence)
     }
 
     /// Remembers an appended batch.
