@@ -8,7 +8,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::record::batch::{BATCH_HEADER_LEN, encode_record};
+use crate::record::batch::BATCH_HEADER_LEN;
+use crate::record::encode::encode_record;
 use crate::storage::{AppendInfo, PartitionLog};
 
 /// What a record's sender learns once its batch is appended.

@@ -1,12 +1,12 @@
-//! Kafka's record batch v2 (magic 2): encoding, header parsing, CRC-32C
-//! checks and record decoding. The byte layout is drawn in `docs/format.md`.
+//! Kafka's record batch v2 (magic 2): header parsing, CRC-32C checks and
+//! record decoding (the encoder is in `encode.rs`). The byte layout is drawn in `docs/format.md`.
 
 use std::path::PathBuf;
 
 use crate::config::TimestampType;
 use crate::error::{Error, Result};
-use crate::record::varint::{VarintBuf, put_varlong, read_varint, read_varlong, varlong_len};
-use crate::record::{HeadersView, Record, RecordView};
+use crate::record::varint::{read_varint, read_varlong};
+use crate::record::{HeadersView, RecordView};
 
 /// Length of the fixed record batch header, up to and including the record
 /// count.
@@ -251,6 +251,7 @@ impl<'a> BatchView<'a> {
             log_append_time: (header.timestamp_type() == TimestampType::LogAppendTime)
                 .then_some(header.max_timestamp),
             unsupported_compression: (header.compression() != 0).then_some(header.compression()),
+            malformed: false,
         }
     }
 }
@@ -265,6 +266,7 @@ pub struct RecordIter<'a> {
     base_timestamp: i64,
     log_append_time: Option<i64>,
     unsupported_compression: Option<u8>,
+    malformed: bool,
 }
 
 impl<'a> Iterator for RecordIter<'a> {
@@ -272,20 +274,9 @@ impl<'a> Iterator for RecordIter<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 {
-            return None;
-        }
-        if let Some(codec) = self.unsupported_compression {
-            self.remaining = 0;
-            return Some(Err(Error::UnsupportedCompression(codec)));
-        }
-        self.remaining -= 1;
-        match self.decode_next() {
+        match self.next_view() {
             Some(record) => Some(Ok(record)),
-            None => {
-                self.remaining = 0;
-                Some(Err(malformed("malformed record in batch")))
-            }
+            None => self.take_error().map(Err),
         }
     }
 
@@ -295,6 +286,38 @@ impl<'a> Iterator for RecordIter<'a> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// The next record; `None` at the end of the batch or at a record that
+    /// can not be decoded, which [`RecordIter::take_error`] then reports.
+    /// Hot loops use this rather than `next`: a plain `Option` of the view
+    /// stays in registers where the nested `Option<Result<..>>` is copied
+    /// through memory.
+    #[inline(always)]
+    pub(crate) fn next_view(&mut self) -> Option<RecordView<'a>> {
+        if self.remaining == 0 || self.unsupported_compression.is_some() {
+            return None;
+        }
+        let record = self.decode_next();
+        self.remaining = if record.is_some() {
+            self.remaining - 1
+        } else {
+            0
+        };
+        if record.is_none() {
+            self.malformed = true;
+        }
+        record
+    }
+
+    /// The error that ended the iteration early, once.
+    #[cold]
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
+        if let Some(codec) = self.unsupported_compression.take() {
+            self.remaining = 0;
+            return Some(Error::UnsupportedCompression(codec));
+        }
+        std::mem::take(&mut self.malformed).then(|| malformed("malformed record in batch"))
+    }
+
     /// Steps over the next `count` records reading only their lengths: for
     /// a read that starts inside a batch whose offsets have no gaps.
     pub(crate) fn skip_records(&mut self, count: usize) {
@@ -318,7 +341,7 @@ impl<'a> RecordIter<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn decode_next(&mut self) -> Option<RecordView<'a>> {
         let length = usize::try_from(read_varint(self.bytes, &mut self.pos)?).ok()?;
         let end = self.pos.checked_add(length)?;
@@ -357,250 +380,11 @@ pub(crate) fn read_bytes_field<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<O
     Some(Some(field))
 }
 
-/// The header fields of a batch to encode that do not come from its records.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BatchSpec {
-    pub(crate) base_offset: i64,
-    pub(crate) partition_leader_epoch: i32,
-    pub(crate) producer_id: i64,
-    pub(crate) producer_epoch: i16,
-    pub(crate) base_sequence: i32,
-    pub(crate) timestamp_type: TimestampType,
-    /// Timestamp for records without one, and for all of them with
-    /// `LogAppendTime`.
-    pub(crate) now_ms: i64,
-}
-
-impl BatchSpec {
-    /// A batch from a producer without idempotence.
-    pub(crate) fn plain(timestamp_type: TimestampType, now_ms: i64) -> Self {
-        BatchSpec {
-            base_offset: 0,
-            partition_leader_epoch: 0,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            base_sequence: NO_SEQUENCE,
-            timestamp_type,
-            now_ms,
-        }
-    }
-}
-
-pub(crate) fn bytes_field_len(field: Option<&[u8]>) -> usize {
-    match field {
-        None => 1,
-        Some(bytes) => varlong_len(bytes.len() as i64) + bytes.len(),
-    }
-}
-
-pub(crate) fn put_bytes_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
-    match field {
-        None => put_varlong(out, -1),
-        Some(bytes) => {
-            put_varlong(out, bytes.len() as i64);
-            out.extend_from_slice(bytes);
-        }
-    }
-}
-
-fn record_timestamp(record: &Record, spec: &BatchSpec) -> i64 {
-    match spec.timestamp_type {
-        TimestampType::LogAppendTime => spec.now_ms,
-        TimestampType::CreateTime => record.timestamp_ms.unwrap_or(spec.now_ms),
-    }
-}
-
-/// Size of a record's body (everything after its length varint).
-fn record_body_len(record: &Record, timestamp_delta: i64, offset_delta: i64) -> usize {
-    let mut len = 1
-        + varlong_len(timestamp_delta)
-        + varlong_len(offset_delta)
-        + bytes_field_len(record.key.as_deref())
-        + bytes_field_len(record.value.as_deref())
-        + varlong_len(record.headers.len() as i64);
-    for header in &record.headers {
-        len +=
-            bytes_field_len(Some(header.key.as_bytes())) + bytes_field_len(header.value.as_deref());
-    }
-    len
-}
-
-/// A lower bound of the size of a batch of `records`, computed without
-/// encoding: enough to refuse a batch far over a limit before spending
-/// memory on it.
-pub(crate) fn size_lower_bound(records: &[Record]) -> usize {
-    let payload: usize = records
-        .iter()
-        .map(|r| {
-            let headers: usize = r
-                .headers
-                .iter()
-                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len) + 2)
-                .sum();
-            7 + r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len) + headers
-        })
-        .sum();
-    BATCH_HEADER_LEN + payload
-}
-
-/// The exact encoded size of a batch of `records`, without encoding it
-/// (for reporting how far over a limit a refused batch is).
-pub(crate) fn encoded_size(records: &[Record], spec: &BatchSpec) -> usize {
-    let base_timestamp = records
-        .first()
-        .map_or(0, |first| record_timestamp(first, spec));
-    BATCH_HEADER_LEN
-        + records
-            .iter()
-            .enumerate()
-            .map(|(offset_delta, record)| {
-                let timestamp_delta = record_timestamp(record, spec).saturating_sub(base_timestamp);
-                let body = record_body_len(record, timestamp_delta, offset_delta as i64);
-                varlong_len(body as i64) + body
-            })
-            .sum::<usize>()
-}
-
-/// Appends one record batch holding `records` to `out`, exactly as Kafka
-/// encodes it, CRC included, and returns its header. On error `out` is
-/// left as it was.
-pub(crate) fn encode_batch(
-    out: &mut Vec<u8>,
-    records: &[Record],
-    spec: &BatchSpec,
-) -> Result<BatchHeader> {
-    let first = records
-        .first()
-        .ok_or_else(|| Error::InvalidRecord("a record batch needs at least one record".into()))?;
-    let record_count = i32::try_from(records.len())
-        .map_err(|_| Error::InvalidRecord("too many records for one batch".into()))?;
-    let start = out.len();
-    // No size pass to reserve with: callers on the hot path reuse `out`,
-    // which keeps its capacity from one batch to the next.
-    out.resize(start + BATCH_HEADER_LEN, 0);
-    let base_timestamp = record_timestamp(first, spec);
-    let mut max_timestamp = base_timestamp;
-    for (offset_delta, record) in records.iter().enumerate() {
-        let timestamp = record_timestamp(record, spec);
-        if timestamp < 0 {
-            out.truncate(start);
-            return Err(Error::InvalidRecord(format!(
-                "timestamp {timestamp} is negative"
-            )));
-        }
-        max_timestamp = max_timestamp.max(timestamp);
-        // Both are non-negative, so the difference can not overflow.
-        let timestamp_delta = timestamp - base_timestamp;
-        let offset_delta = offset_delta as i64;
-        encode_record(out, record, timestamp_delta, offset_delta);
-    }
-    let Ok(batch_length) = i32::try_from(out.len() - start - LOG_OVERHEAD) else {
-        let size_bytes = out.len() - start;
-        out.truncate(start);
-        return Err(Error::RecordTooLarge {
-            size_bytes,
-            max_bytes: i32::MAX as usize,
-        });
-    };
-    let header = BatchHeader {
-        base_offset: spec.base_offset,
-        batch_length,
-        partition_leader_epoch: spec.partition_leader_epoch,
-        magic: MAGIC_V2,
-        crc: 0,
-        attributes: match spec.timestamp_type {
-            TimestampType::CreateTime => 0,
-            TimestampType::LogAppendTime => LOG_APPEND_TIME_FLAG,
-        },
-        last_offset_delta: record_count - 1,
-        base_timestamp,
-        max_timestamp,
-        producer_id: spec.producer_id,
-        producer_epoch: spec.producer_epoch,
-        base_sequence: spec.base_sequence,
-        record_count,
-    };
-    let crc = write_header(&mut out[start..], &header);
-    Ok(BatchHeader { crc, ..header })
-}
-
-/// Appends one record, as it is laid out inside a batch, with the given
-/// deltas from the batch's base timestamp and base offset.
-#[inline]
-pub(crate) fn encode_record(
-    out: &mut Vec<u8>,
-    record: &Record,
-    timestamp_delta: i64,
-    offset_delta: i64,
-) {
-    let body = record_body_len(record, timestamp_delta, offset_delta);
-    let key = record.key.as_deref();
-    let value = record.value.as_deref();
-    // The small fields go through a stack buffer so each record costs a
-    // few slice copies rather than a push per byte.
-    let mut head = VarintBuf::new();
-    head.put(body as i64);
-    head.put_byte(0); // record attributes: unused
-    head.put(timestamp_delta);
-    head.put(offset_delta);
-    head.put(key.map_or(-1, |k| k.len() as i64));
-    out.extend_from_slice(head.as_slice());
-    if let Some(key) = key {
-        out.extend_from_slice(key);
-    }
-    let mut head = VarintBuf::new();
-    head.put(value.map_or(-1, |v| v.len() as i64));
-    out.extend_from_slice(head.as_slice());
-    if let Some(value) = value {
-        out.extend_from_slice(value);
-    }
-    put_varlong(out, record.headers.len() as i64);
-    for header in &record.headers {
-        put_bytes_field(out, Some(header.key.as_bytes()));
-        put_bytes_field(out, header.value.as_deref());
-    }
-}
-
-/// Writes `header` into the first bytes of `batch` (whose records follow)
-/// and computes the CRC; returns it.
-pub(crate) fn write_header(batch: &mut [u8], header: &BatchHeader) -> u32 {
-    let h = &mut batch[..BATCH_HEADER_LEN];
-    h[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&header.base_offset.to_be_bytes());
-    h[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&header.batch_length.to_be_bytes());
-    h[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
-        .copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
-    h[MAGIC_AT] = header.magic as u8;
-    h[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&header.attributes.to_be_bytes());
-    h[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
-        .copy_from_slice(&header.last_offset_delta.to_be_bytes());
-    h[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8]
-        .copy_from_slice(&header.base_timestamp.to_be_bytes());
-    h[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&header.max_timestamp.to_be_bytes());
-    h[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&header.producer_id.to_be_bytes());
-    h[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2]
-        .copy_from_slice(&header.producer_epoch.to_be_bytes());
-    h[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&header.base_sequence.to_be_bytes());
-    h[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&header.record_count.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-    crc
-}
-
-/// Rewrites the base offset of an encoded batch. The base offset lies
-/// outside the CRC, so the batch stays valid.
-pub(crate) fn set_base_offset(batch: &mut [u8], base_offset: i64) {
-    batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_be_bytes());
-}
-
-/// Rewrites the partition leader epoch of an encoded batch (outside the CRC).
-pub(crate) fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
-    batch[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
-        .copy_from_slice(&epoch.to_be_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Record;
+    use crate::record::encode::{BatchSpec, encode_batch, encoded_size, size_lower_bound};
 
     fn encode(records: &[Record], spec: &BatchSpec) -> Vec<u8> {
         let mut out = Vec::new();

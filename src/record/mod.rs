@@ -6,6 +6,7 @@
 //! [`RecordView`]s that borrow from the fetched bytes.
 
 pub(crate) mod batch;
+pub(crate) mod encode;
 pub(crate) mod rewrite;
 pub(crate) mod varint;
 

@@ -3,9 +3,8 @@
 //! fields, so offsets never change and an idempotent producer's sequence
 //! numbers still add up after records are removed.
 
-use crate::record::batch::{
-    BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, bytes_field_len, put_bytes_field, write_header,
-};
+use crate::record::batch::{BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
+use crate::record::encode::{bytes_field_len, put_bytes_field, write_header};
 use crate::record::varint::{put_varlong, varlong_len};
 use crate::record::{BatchHeader, RecordView};
 
@@ -81,7 +80,8 @@ mod tests {
     use super::*;
     use crate::config::TimestampType;
     use crate::record::Record;
-    use crate::record::batch::{BatchSpec, BatchView, encode_batch};
+    use crate::record::batch::BatchView;
+    use crate::record::encode::{BatchSpec, encode_batch};
 
     #[test]
     fn filtered_batch_keeps_offsets_sequence_and_timestamps() {

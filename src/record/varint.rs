@@ -80,9 +80,11 @@ impl VarintBuf {
 #[inline(always)]
 pub(crate) fn varlong_len(value: i64) -> usize {
     let raw = zigzag(value);
-    // 1 byte per started group of 7 bits; zero still takes one byte.
-    let bits = 64 - (raw | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
+    // One byte per started group of 7 bits, zero taking one byte:
+    // `(floor(log2) * 9 + 73) / 64` is that count (as in Protocol Buffers)
+    // without a division.
+    let log2 = 63 - (raw | 1).leading_zeros() as usize;
+    (log2 * 9 + 73) / 64
 }
 
 /// Decodes a varlong at `*pos`, advancing it. `None` if the bytes run out
@@ -174,6 +176,21 @@ mod tests {
             let mut pos = 0;
             assert_eq!(read_varlong(&buf, &mut pos), Some(value));
             assert_eq!(pos, bytes.len());
+        }
+    }
+
+    #[test]
+    fn length_matches_the_encoding_at_every_width() {
+        for shift in 0..64 {
+            for value in [
+                1i64 << shift,
+                (1i64 << shift).wrapping_sub(1),
+                (1i64 << shift).wrapping_neg(),
+            ] {
+                let mut buf = Vec::new();
+                put_varlong(&mut buf, value);
+                assert_eq!(varlong_len(value), buf.len(), "length of {value}");
+            }
         }
     }
 

@@ -194,15 +194,17 @@ impl<'a> Iterator for Records<'a> {
         }
         loop {
             if let Some(records) = &mut self.current {
-                match records.next() {
-                    Some(Ok(record)) if record.offset < self.requested_offset => continue,
-                    Some(Ok(record)) => return Some(Ok(record)),
-                    Some(Err(err)) => {
-                        self.failed = true;
-                        return Some(Err(err));
+                if let Some(record) = records.next_view() {
+                    if record.offset >= self.requested_offset {
+                        return Some(Ok(record));
                     }
-                    None => self.current = None,
+                    continue;
                 }
+                if let Some(err) = records.take_error() {
+                    self.failed = true;
+                    return Some(Err(err));
+                }
+                self.current = None;
             }
             let batch = match self.batches.next()? {
                 Ok(batch) => batch,

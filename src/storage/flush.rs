@@ -96,7 +96,9 @@ impl PartitionLog {
             .lock()
             .append_time_entry(active.base_offset());
         let persisted = active.persist_indexes(true);
+        let released = active.release_reserved();
         flushed?;
+        released?;
         persisted?;
         snapshot?;
         Ok(self.state.lock().recovery_point)

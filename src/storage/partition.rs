@@ -19,11 +19,11 @@ use crate::record::BatchHeader;
 use crate::record::Record;
 use crate::record::batch::{
     BATCH_HEADER_LEN, LOG_APPEND_TIME_FLAG, LOG_OVERHEAD, MAGIC_V2, NO_PRODUCER_EPOCH,
-    NO_PRODUCER_ID, NO_SEQUENCE, write_header,
+    NO_PRODUCER_ID, NO_SEQUENCE,
 };
-use crate::record::batch::{
+use crate::record::encode::{
     BatchSpec, encode_batch, encoded_size, set_base_offset, set_partition_leader_epoch,
-    size_lower_bound,
+    size_lower_bound, write_header,
 };
 
 use crate::storage::index::{IndexEntry, OffsetEntry, TimeEntry};
