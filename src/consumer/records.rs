@@ -153,8 +153,8 @@ impl<'a> Iterator for Iter<'a> {
             let records = self
                 .current
                 .get_or_insert_with(|| part.fetch.records_checked_from(part.from));
-            match records.next() {
-                Some(Ok(record)) if record.offset < part.end => {
+            match records.next_view() {
+                Some(record) if record.offset < part.end => {
                     return Some(view(&part.topic, part.partition, record));
                 }
                 // The poll counted these records, so a decoding error here

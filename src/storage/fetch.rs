@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::record::{BatchView, RecordIter, RecordView};
 use crate::storage::segment::Segment;
 
@@ -125,6 +125,7 @@ impl Fetch {
             current: None,
             requested_offset: self.requested_offset,
             failed: false,
+            error: None,
             verify_crc: true,
         }
     }
@@ -137,6 +138,7 @@ impl Fetch {
             current: None,
             requested_offset: from,
             failed: false,
+            error: None,
             verify_crc: false,
         }
     }
@@ -176,19 +178,68 @@ impl<'a> Iterator for Batches<'a> {
 }
 
 /// Iterator over the records of a [`Fetch`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Records<'a> {
     batches: Batches<'a>,
     current: Option<RecordIter<'a>>,
     requested_offset: i64,
+    /// Set by the first error: the iteration ends after reporting it.
     failed: bool,
+    /// That error, until `next` reports it.
+    error: Option<Error>,
     verify_crc: bool,
+}
+
+impl Clone for Records<'_> {
+    fn clone(&self) -> Self {
+        Records {
+            batches: self.batches.clone(),
+            current: self.current.clone(),
+            requested_offset: self.requested_offset,
+            failed: self.failed,
+            error: self.error.as_ref().map(Error::duplicate),
+            verify_crc: self.verify_crc,
+        }
+    }
 }
 
 impl<'a> Iterator for Records<'a> {
     type Item = Result<RecordView<'a>>;
+
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(err) = self.error.take() {
+            return Some(Err(err));
+        }
+        self.advance(Ok, |_, err| Some(Err(err)))
+    }
+}
+
+impl<'a> Records<'a> {
+    /// The next record; `None` at the end or at the first error, which
+    /// `next` then reports. Hot loops use this: a plain `Option` of the
+    /// view stays in registers.
+    #[inline]
+    pub(crate) fn next_view(&mut self) -> Option<RecordView<'a>> {
+        self.advance(
+            |record| record,
+            |records, err| {
+                records.error = Some(err);
+                None
+            },
+        )
+    }
+
+    /// Finds the next record and hands it to `found`, or an error to
+    /// `failed`. Both entry points build their result right here, where
+    /// the compiler can keep the view in registers: wrapping a returned
+    /// `Option` afterwards costs a copy through memory per record.
+    #[inline(always)]
+    fn advance<T>(
+        &mut self,
+        found: impl FnOnce(RecordView<'a>) -> T,
+        failed: impl FnOnce(&mut Self, Error) -> Option<T>,
+    ) -> Option<T> {
         if self.failed {
             return None;
         }
@@ -196,13 +247,13 @@ impl<'a> Iterator for Records<'a> {
             if let Some(records) = &mut self.current {
                 if let Some(record) = records.next_view() {
                     if record.offset >= self.requested_offset {
-                        return Some(Ok(record));
+                        return Some(found(record));
                     }
                     continue;
                 }
                 if let Some(err) = records.take_error() {
                     self.failed = true;
-                    return Some(Err(err));
+                    return failed(self, err);
                 }
                 self.current = None;
             }
@@ -210,19 +261,17 @@ impl<'a> Iterator for Records<'a> {
                 Ok(batch) => batch,
                 Err(err) => {
                     self.failed = true;
-                    return Some(Err(err));
+                    return failed(self, err);
                 }
             };
             if batch.header().last_offset() < self.requested_offset || batch.header().is_control() {
                 continue;
             }
-            if let Err(err) = if self.verify_crc {
-                batch.verify_crc()
-            } else {
-                Ok(())
-            } {
+            if self.verify_crc
+                && let Err(err) = batch.verify_crc()
+            {
                 self.failed = true;
-                return Some(Err(err));
+                return failed(self, err);
             }
             let mut records = batch.records();
             let header = batch.header();
