@@ -18,7 +18,6 @@
 use std::fmt;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -50,17 +49,19 @@ pub trait ClockListener: Send + Sync {
 }
 
 /// The operating system's wall clock.
+///
+/// A thread reads the operating system's clock at most once every few
+/// microseconds (timed by the CPU's time-stamp counter, where the kernel
+/// itself keeps time by it), so a reading may be that much behind: a
+/// producer stamps every record it sends, and the clock read would
+/// otherwise cost as much as the rest of a send.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[inline]
     fn now_ms(&self) -> i64 {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(since_epoch) => i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX),
-            // A clock set before 1970 is a misconfigured machine; time zero
-            // keeps timestamps valid (they must not be negative).
-            Err(_) => 0,
-        }
+        crate::wall_clock::now_ms()
     }
 }
 

@@ -45,6 +45,7 @@ mod reader;
 mod record;
 mod storage;
 mod topics;
+mod wall_clock;
 
 pub use clock::{Clock, ClockListener, ManualClock, SystemClock};
 pub use config::{

@@ -87,6 +87,9 @@ impl BatchCompletion {
     }
 }
 
+/// How far ahead of its data a pending batch's buffer is kept written.
+const TOUCH_AHEAD_BYTES: usize = 2048;
+
 /// A batch being filled or waiting for the sender. Records are encoded into
 /// it as they are sent (as Kafka's producer does), so the sender only fills
 /// in the header, checksums and appends, and no record crosses threads.
@@ -101,11 +104,18 @@ pub(crate) struct PendingBatch {
     pub(crate) created_ms: i64,
     pub(crate) completion: Arc<BatchCompletion>,
     pub(crate) callbacks: Vec<(u32, i64, Callback)>,
+    /// How far the buffer has been written ahead of its data (see `push`).
+    touched: usize,
 }
 
 impl PendingBatch {
-    pub(crate) fn new(capacity: usize, created_ms: i64, completion: Arc<BatchCompletion>) -> Self {
-        let mut bytes = Vec::with_capacity(capacity.max(BATCH_HEADER_LEN));
+    /// A batch to be encoded into `bytes` (empty, capacity reserved).
+    pub(crate) fn new(
+        mut bytes: Vec<u8>,
+        created_ms: i64,
+        completion: Arc<BatchCompletion>,
+    ) -> Self {
+        bytes.clear();
         bytes.resize(BATCH_HEADER_LEN, 0);
         PendingBatch {
             bytes,
@@ -116,6 +126,7 @@ impl PendingBatch {
             created_ms,
             completion,
             callbacks: Vec::new(),
+            touched: 0,
         }
     }
 
@@ -128,6 +139,9 @@ impl PendingBatch {
         }
         self.max_timestamp = self.max_timestamp.max(timestamp_ms);
         let index = self.record_count;
+        if self.bytes.len() + TOUCH_AHEAD_BYTES > self.touched {
+            self.touch_ahead();
+        }
         // Timestamps are checked non-negative, so the delta can not overflow.
         encode_record(
             &mut self.bytes,
@@ -137,6 +151,22 @@ impl PendingBatch {
         );
         self.record_count += 1;
         u32::try_from(index).unwrap_or(u32::MAX)
+    }
+
+    /// Writes zeros over the next stretch of spare capacity. The buffer's
+    /// memory was last held by the sender thread's core; a record written
+    /// into lines not yet ours waits on each line in turn (the queue's
+    /// unlock drains the stores), while one sweep ahead fetches many lines
+    /// at once.
+    #[cold]
+    fn touch_ahead(&mut self) {
+        let from = self.touched.max(self.bytes.len()) - self.bytes.len();
+        let spare = self.bytes.spare_capacity_mut();
+        let to = (from + TOUCH_AHEAD_BYTES * 2).min(spare.len());
+        if from < to {
+            spare[from..to].fill(std::mem::MaybeUninit::new(0));
+        }
+        self.touched = self.bytes.len() + to;
     }
 
     /// Removes the last record (it did not fit after all).

@@ -18,6 +18,7 @@ mod accumulator;
 mod partitioner;
 mod sender;
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -184,9 +185,38 @@ pub(crate) struct Shared {
     pub(crate) flush_requests: AtomicUsize,
     pub(crate) closing: AtomicBool,
     sticky_seed: AtomicU64,
+    /// Buffers of appended batches, for new batches to reuse (as Kafka's
+    /// `BufferPool` keeps `batch.size` buffers).
+    spare_buffers: Mutex<Vec<Vec<u8>>>,
 }
 
+/// Spare batch buffers kept for reuse: enough for the batches in flight
+/// and the ones filling meanwhile.
+const MAX_SPARE_BUFFERS: usize = 4;
+
 impl Shared {
+    /// An empty buffer of at least `capacity` bytes for a new batch.
+    fn batch_buffer(&self, capacity: usize) -> Vec<u8> {
+        if let Some(buffer) = self.spare_buffers.lock().pop()
+            && buffer.capacity() >= capacity
+        {
+            return buffer;
+        }
+        Vec::with_capacity(capacity)
+    }
+
+    /// Takes back the buffer of an appended batch.
+    pub(crate) fn recycle(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() > 2 * self.config.batch_size_bytes {
+            return;
+        }
+        buffer.clear();
+        let mut spare = self.spare_buffers.lock();
+        if spare.len() < MAX_SPARE_BUFFERS {
+            spare.push(buffer);
+        }
+    }
+
     pub(crate) fn all_queues(&self) -> Vec<Arc<PartitionQueue>> {
         self.topics
             .read()
@@ -270,6 +300,7 @@ impl Log {
             flush_requests: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             sticky_seed: AtomicU64::new(identity.map_or(0, |(id, _)| id as u64)),
+            spare_buffers: Mutex::new(Vec::new()),
             config,
         });
         let thread_shared = Arc::clone(&shared);
@@ -310,13 +341,21 @@ impl Producer {
     /// Queues `record` for `topic`; its partition comes from the
     /// partitioner. Returns a handle to wait on. Blocks only while the
     /// buffer is full.
-    pub fn send(&self, topic: &str, record: Record) -> Result<SendHandle> {
-        self.enqueue(topic, None, record, None)
+    ///
+    /// The record is encoded into its batch before `send` returns, so it
+    /// can be passed by reference and reused: `send(topic, &record)`.
+    pub fn send(&self, topic: &str, record: impl Borrow<Record>) -> Result<SendHandle> {
+        self.enqueue(topic, None, record.borrow(), None)
     }
 
     /// Queues `record` for one partition of `topic`.
-    pub fn send_to(&self, topic: &str, partition: u32, record: Record) -> Result<SendHandle> {
-        self.enqueue(topic, Some(partition), record, None)
+    pub fn send_to(
+        &self,
+        topic: &str,
+        partition: u32,
+        record: impl Borrow<Record>,
+    ) -> Result<SendHandle> {
+        self.enqueue(topic, Some(partition), record.borrow(), None)
     }
 
     /// Queues `record` and calls `callback` with its outcome, on the
@@ -324,10 +363,10 @@ impl Producer {
     pub fn send_with_callback(
         &self,
         topic: &str,
-        record: Record,
+        record: impl Borrow<Record>,
         callback: impl FnOnce(Result<RecordMetadata>) + Send + 'static,
     ) -> Result<()> {
-        self.enqueue(topic, None, record, Some(Box::new(callback)))
+        self.enqueue(topic, None, record.borrow(), Some(Box::new(callback)))
             .map(|_| ())
     }
 
@@ -424,7 +463,7 @@ impl Producer {
         &self,
         topic: &str,
         partition: Option<u32>,
-        mut record: Record,
+        record: &Record,
         callback: Option<Callback>,
     ) -> Result<SendHandle> {
         let shared = &self.inner.shared;
@@ -433,7 +472,7 @@ impl Producer {
         }
         let topic_queues = self.topic_queues(topic)?;
         let partition_count = u32::try_from(topic_queues.queues.len()).unwrap_or(u32::MAX);
-        let size = record_size(&record);
+        let size = record_size(record);
         let batch_limit = shared
             .config
             .batch_size_bytes
@@ -447,7 +486,7 @@ impl Producer {
         // Kafka's producer stamps the send time on records without one. One
         // clock read serves that and the batch's linger.
         let now_ms = shared.log.clock().now_ms();
-        let timestamp_ms = *record.timestamp_ms.get_or_insert(now_ms);
+        let timestamp_ms = record.timestamp_ms.unwrap_or(now_ms);
         if timestamp_ms < 0 {
             return Err(Error::InvalidRecord(format!(
                 "timestamp {timestamp_ms} is negative"
@@ -486,7 +525,7 @@ impl Producer {
             let mut state = queue.state.lock();
             let new_batch = || {
                 PendingBatch::new(
-                    batch_limit.saturating_add(size),
+                    shared.batch_buffer(batch_limit.saturating_add(size)),
                     now_ms,
                     BatchCompletion::new(Arc::clone(&topic_queues.name), partition),
                 )
@@ -494,7 +533,7 @@ impl Producer {
             let open = state.open.get_or_insert_with(new_batch);
             let (len, count, max_timestamp) =
                 (open.bytes.len(), open.record_count, open.max_timestamp);
-            let mut index = open.push(&record, timestamp_ms);
+            let mut index = open.push(record, timestamp_ms);
             if open.bytes.len() > batch_limit && count > 0 {
                 // It does not fit: the batch goes as it was, and the record
                 // starts the next one.
@@ -502,7 +541,7 @@ impl Producer {
                 let full = state.open.take();
                 state.ready.extend(full);
                 let open = state.open.insert(new_batch());
-                index = open.push(&record, timestamp_ms);
+                index = open.push(record, timestamp_ms);
             }
             let Some(open) = state.open.as_mut() else {
                 return Err(Error::Closed);

@@ -52,15 +52,16 @@ pub(crate) fn run(shared: &Shared) {
                     next_deadline_ms =
                         next_deadline_ms.min(open.created_ms.saturating_add(linger_ms));
                 }
-                if let Some(batch) = &batch {
+                let batch = batch.map(|batch| {
                     state.in_flight = Some(Arc::clone(&batch.completion));
-                }
+                    (batch, state.next_sequence)
+                });
                 let keep = !state.is_empty();
                 state.enlisted = keep;
                 (batch, keep)
             };
-            if let Some(batch) = batch {
-                send_batch(shared, &queue, batch);
+            if let Some((batch, base_sequence)) = batch {
+                send_batch(shared, &queue, batch, base_sequence);
                 sent_any = true;
             }
             if keep {
@@ -83,11 +84,17 @@ pub(crate) fn run(shared: &Shared) {
     }
 }
 
-/// Appends one batch and completes its records.
-fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, mut batch: PendingBatch) {
+/// Appends one batch and completes its records. The queue's lock is taken
+/// once more, at the end: each time the sender takes it, the sending
+/// threads find it gone from their cache.
+fn send_batch(
+    shared: &Shared,
+    queue: &Arc<PartitionQueue>,
+    mut batch: PendingBatch,
+    base_sequence: i32,
+) {
     let record_count = batch.record_count;
     let mut options = AppendOptions::default();
-    let base_sequence = queue.state.lock().next_sequence;
     if let Some((producer_id, producer_epoch)) = shared.identity {
         options = options.producer(ProducerBatch {
             producer_id,
@@ -102,32 +109,36 @@ fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, mut batch: PendingBa
         batch.max_timestamp,
         &options,
     );
-    if outcome.is_ok() {
-        // Sequences advance only for batches the partition took, so a
-        // refused batch leaves no gap.
-        let mut state = queue.state.lock();
-        state.next_sequence = if base_sequence > i32::MAX - record_count {
-            record_count - (i32::MAX - base_sequence) - 1
-        } else {
-            base_sequence + record_count
-        };
-    }
     shared
         .buffered_bytes
         .fetch_sub(batch.size_bytes, Ordering::SeqCst);
     shared.memory_freed.notify();
     match &outcome {
         Ok(info) => {
-            for (index, timestamp_ms, callback) in batch.callbacks {
+            for (index, timestamp_ms, callback) in batch.callbacks.drain(..) {
                 callback(Ok(batch.completion.metadata(info, index, timestamp_ms)));
             }
         }
         Err(err) => {
-            for (_, _, callback) in batch.callbacks {
+            for (_, _, callback) in batch.callbacks.drain(..) {
                 callback(Err(err.duplicate()));
             }
         }
     }
+    let appended = outcome.is_ok();
     batch.completion.complete(outcome);
-    queue.state.lock().in_flight = None;
+    {
+        let mut state = queue.state.lock();
+        if appended {
+            // Sequences advance only for batches the partition took, so a
+            // refused batch leaves no gap.
+            state.next_sequence = if base_sequence > i32::MAX - record_count {
+                record_count - (i32::MAX - base_sequence) - 1
+            } else {
+                base_sequence + record_count
+            };
+        }
+        state.in_flight = None;
+    }
+    shared.recycle(batch.bytes);
 }
