@@ -419,6 +419,18 @@ impl Producer {
         Ok(built)
     }
 
+    /// Counts `size` bytes against the buffer memory if they fit.
+    fn try_reserve_memory(&self, size: usize) -> bool {
+        let shared = &self.inner.shared;
+        let limit = shared.config.buffer_memory_bytes;
+        shared
+            .buffered_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                (used + size <= limit).then_some(used + size)
+            })
+            .is_ok()
+    }
+
     fn reserve_memory(&self, size: usize) -> Result<()> {
         let shared = &self.inner.shared;
         let limit = shared.config.buffer_memory_bytes;
@@ -428,14 +440,7 @@ impl Producer {
                 max_bytes: limit,
             });
         }
-        let try_reserve = || {
-            shared
-                .buffered_bytes
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-                    (used + size <= limit).then_some(used + size)
-                })
-                .is_ok()
-        };
+        let try_reserve = || self.try_reserve_memory(size);
         if try_reserve() {
             return Ok(());
         }
@@ -470,7 +475,38 @@ impl Producer {
         if shared.closing.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        let topic_queues = self.topic_queues(topic)?;
+        let mut callback = callback;
+        // The common case works on the cached queues under the read lock,
+        // without taking a reference to them; it gives up rather than wait
+        // for buffer memory with the lock held.
+        let version = shared.log.metadata_version();
+        {
+            let topics = shared.topics.read();
+            if let Some(queues) = topics.get(topic)
+                && queues.version == version
+                && let Some(handle) =
+                    self.enqueue_to(queues, topic, partition, record, &mut callback, false)?
+            {
+                return Ok(handle);
+            }
+        }
+        let queues = self.topic_queues(topic)?;
+        self.enqueue_to(&queues, topic, partition, record, &mut callback, true)?
+            .ok_or(Error::Closed)
+    }
+
+    /// Queues `record` on `topic_queues`. `None` if buffer memory is short
+    /// and `may_block` is false.
+    fn enqueue_to(
+        &self,
+        topic_queues: &TopicQueues,
+        topic: &str,
+        partition: Option<u32>,
+        record: &Record,
+        callback: &mut Option<Callback>,
+        may_block: bool,
+    ) -> Result<Option<SendHandle>> {
+        let shared = &self.inner.shared;
         let partition_count = u32::try_from(topic_queues.queues.len()).unwrap_or(u32::MAX);
         let size = record_size(record);
         let batch_limit = shared
@@ -520,7 +556,11 @@ impl Producer {
                     partition,
                     partition_count,
                 })?;
-        self.reserve_memory(size)?;
+        if may_block {
+            self.reserve_memory(size)?;
+        } else if !self.try_reserve_memory(size) {
+            return Ok(None);
+        }
         let (completion, index, enlist) = {
             let mut state = queue.state.lock();
             let new_batch = || {
@@ -547,7 +587,7 @@ impl Producer {
                 return Err(Error::Closed);
             };
             open.size_bytes += size;
-            if let Some(callback) = callback {
+            if let Some(callback) = callback.take() {
                 open.callbacks.push((index, timestamp_ms, callback));
             }
             let completion = Arc::clone(&open.completion);
@@ -573,11 +613,11 @@ impl Producer {
                 sticky.partition = (sticky.partition + 1) % partition_count.max(1);
             }
         }
-        Ok(SendHandle {
+        Ok(Some(SendHandle {
             completion,
             index,
             timestamp_ms,
-        })
+        }))
     }
 
     /// Appends everything sent so far and waits until it is in the log.
