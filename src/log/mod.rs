@@ -216,7 +216,13 @@ impl Log {
     }
 
     pub(crate) fn partition(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
-        let topic = self.topic(topic)?;
+        self.check_open()?;
+        // Under the registry's read lock rather than through a clone of the
+        // topic: this runs on every append.
+        let topics = self.inner.registry.topics.read();
+        let topic = topics
+            .get(topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.to_owned()))?;
         let partitions = topic.partitions.read();
         partitions
             .get(partition as usize)
