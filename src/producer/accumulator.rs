@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI32;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -183,11 +184,9 @@ pub(crate) struct QueueState {
     pub(crate) open: Option<PendingBatch>,
     /// Full batches, oldest first.
     pub(crate) ready: VecDeque<PendingBatch>,
-    /// Sequence number of the next batch's first record (idempotence).
-    pub(crate) next_sequence: i32,
-    /// Whether the queue is on the sender's list of non-empty queues.
+    /// Whether the queue is on the sender's list of queues to visit.
     pub(crate) enlisted: bool,
-    /// The batch the sender took and has not completed yet.
+    /// The batch the sender took last (completed or not), for `flush`.
     pub(crate) in_flight: Option<Arc<BatchCompletion>>,
 }
 
@@ -200,6 +199,9 @@ impl QueueState {
 pub(crate) struct PartitionQueue {
     pub(crate) log: Arc<PartitionLog>,
     pub(crate) state: Mutex<QueueState>,
+    /// Sequence number of the next batch's first record (idempotence).
+    /// Only the sender thread reads and writes it.
+    pub(crate) next_sequence: AtomicI32,
 }
 
 impl PartitionQueue {
@@ -209,10 +211,10 @@ impl PartitionQueue {
             state: Mutex::new(QueueState {
                 open: None,
                 ready: VecDeque::new(),
-                next_sequence: 0,
                 enlisted: false,
                 in_flight: None,
             }),
+            next_sequence: AtomicI32::new(0),
         }
     }
 }

@@ -52,16 +52,21 @@ pub(crate) fn run(shared: &Shared) {
                     next_deadline_ms =
                         next_deadline_ms.min(open.created_ms.saturating_add(linger_ms));
                 }
-                let batch = batch.map(|batch| {
+                if let Some(batch) = &batch {
+                    // Left in place once appended: waiting on a completed
+                    // batch returns at once, and clearing it would cost
+                    // another turn of this lock.
                     state.in_flight = Some(Arc::clone(&batch.completion));
-                    (batch, state.next_sequence)
-                });
-                let keep = !state.is_empty();
+                }
+                // A queue that just gave a batch likely has the next one
+                // filling: keeping it listed spares the sending thread
+                // listing it again.
+                let keep = batch.is_some() || !state.is_empty();
                 state.enlisted = keep;
                 (batch, keep)
             };
-            if let Some((batch, base_sequence)) = batch {
-                send_batch(shared, &queue, batch, base_sequence);
+            if let Some(batch) = batch {
+                send_batch(shared, &queue, batch);
                 sent_any = true;
             }
             if keep {
@@ -84,15 +89,11 @@ pub(crate) fn run(shared: &Shared) {
     }
 }
 
-/// Appends one batch and completes its records. The queue's lock is taken
-/// once more, at the end: each time the sender takes it, the sending
-/// threads find it gone from their cache.
-fn send_batch(
-    shared: &Shared,
-    queue: &Arc<PartitionQueue>,
-    mut batch: PendingBatch,
-    base_sequence: i32,
-) {
+/// Appends one batch and completes its records, without taking the
+/// queue's lock: each time the sender takes it, the sending threads find it
+/// gone from their cache.
+fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, mut batch: PendingBatch) {
+    let base_sequence = queue.next_sequence.load(Ordering::Relaxed);
     let record_count = batch.record_count;
     let mut options = AppendOptions::default();
     if let Some((producer_id, producer_epoch)) = shared.identity {
@@ -125,20 +126,16 @@ fn send_batch(
             }
         }
     }
-    let appended = outcome.is_ok();
-    batch.completion.complete(outcome);
-    {
-        let mut state = queue.state.lock();
-        if appended {
-            // Sequences advance only for batches the partition took, so a
-            // refused batch leaves no gap.
-            state.next_sequence = if base_sequence > i32::MAX - record_count {
-                record_count - (i32::MAX - base_sequence) - 1
-            } else {
-                base_sequence + record_count
-            };
-        }
-        state.in_flight = None;
+    if outcome.is_ok() {
+        // Sequences advance only for batches the partition took, so a
+        // refused batch leaves no gap.
+        let next = if base_sequence > i32::MAX - record_count {
+            record_count - (i32::MAX - base_sequence) - 1
+        } else {
+            base_sequence + record_count
+        };
+        queue.next_sequence.store(next, Ordering::Relaxed);
     }
+    batch.completion.complete(outcome);
     shared.recycle(batch.bytes);
 }
