@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI32;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -35,6 +35,8 @@ pub(crate) struct BatchCompletion {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: u32,
     outcome: Mutex<Option<Result<AppendInfo>>>,
+    /// Set with the outcome, for waits to watch without the lock.
+    completed: AtomicBool,
     done: Condvar,
 }
 
@@ -44,6 +46,7 @@ impl BatchCompletion {
             topic,
             partition,
             outcome: Mutex::new(None),
+            completed: AtomicBool::new(false),
             done: Condvar::new(),
         })
     }
@@ -53,11 +56,12 @@ impl BatchCompletion {
         if slot.is_none() {
             *slot = Some(outcome);
         }
+        self.completed.store(true, Ordering::Release);
         self.done.notify_all();
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.outcome.lock().is_some()
+        self.completed.load(Ordering::Acquire)
     }
 
     /// Blocks until the batch is appended (or failed).
