@@ -444,7 +444,9 @@ impl PartitionLog {
         batch: &[u8],
         header: &BatchHeader,
     ) -> Result<()> {
-        let active = Arc::clone(state.active());
+        // Borrowed through the segment list's own field, so the state's
+        // other fields stay writable: no reference count to bump per append.
+        let active = &state.segments[state.segments.len() - 1];
         let position = active.size();
         if let Err(source) = active.write_at(batch, position) {
             // Part of the batch may have reached the file: cut it off so the
