@@ -8,7 +8,9 @@
 //!    batches (read back from brooklet's own segment file) in the same
 //!    chunks. Goal >= 0.7.
 //! 2. 1-record batches (one append per record) vs one `write` per encoded
-//!    1-record batch. Goal >= 0.8.
+//!    1-record batch. Goal >= 0.8. Also reported: the same `write`s in a
+//!    process without the log's threads, where Linux skips the per-call
+//!    reference count on the file (see `write_round`).
 //! 3. 1,000-record batches with `Durability::EveryAppend` vs `write_all` +
 //!    `File::sync_data` per batch. Goal >= 0.8.
 //! 4. Group commit: 1, 2 and 4 threads appending 1-record batches with
@@ -18,6 +20,9 @@
 //!    (`Durability::Os`, 1-record and 100-record batches). Goal >= 1.5 on a
 //!    quiet machine; the same scaling of plain writes to two files is
 //!    measured alongside, as what the machine allows at the moment.
+//!
+//! Every baseline that writes from one thread does so while an idle log is
+//! open, so the process has the same threads as when brooklet appends.
 //!
 //! Criterion times every variant; then each pair is re-run interleaved
 //! (the order rotating each repetition) over a fixed amount of work with
@@ -98,10 +103,24 @@ fn append_round(config: &TopicConfig, batches: &[&[Record]], n: u64) -> Timing {
 }
 
 /// Writes `n` chunks (cycling through `chunks`) to a new file, each with
-/// one `write_all` and, with `sync`, one `fdatasync`.
+/// one `write_all` and, with `sync`, one `fdatasync`, while an idle log is
+/// open: the process then has the threads it has when brooklet appends.
+/// Linux makes every file system call of a process with more than one
+/// thread count a reference to the file (and `write` lock its position),
+/// about 0.1 µs per call here; a baseline without those threads would
+/// charge that to brooklet.
 fn write_round(chunks: &[Vec<u8>], n: u64, sync: bool) -> Timing {
     let dir = common::scratch_dir("append-");
-    let mut file = File::create(dir.path().join("baseline.log")).expect("create baseline file");
+    let idle = Log::open(dir.path().join("idle-log"), LogConfig::default()).expect("open a log");
+    let timing = write_round_alone(chunks, n, sync, dir.path());
+    discard(idle);
+    timing
+}
+
+/// [`write_round`] without the log's threads (unless others run), into
+/// `dir`.
+fn write_round_alone(chunks: &[Vec<u8>], n: u64, sync: bool, dir: &Path) -> Timing {
+    let mut file = File::create(dir.join("baseline.log")).expect("create baseline file");
     let cpu = thread_cpu_time();
     let start = Instant::now();
     for i in 0..n {
@@ -538,9 +557,14 @@ fn main() {
     let (rates, cpu) = interleaved(
         reps,
         units,
-        &mut [&mut |n| append_round(&os, &small, n), &mut |n| {
-            write_round(&small_chunks, n, false)
-        }],
+        &mut [
+            &mut |n| append_round(&os, &small, n),
+            &mut |n| write_round(&small_chunks, n, false),
+            &mut |n| {
+                let dir = common::scratch_dir("append-");
+                write_round_alone(&small_chunks, n, false, dir.path())
+            },
+        ],
     );
     report.rate(
         "1-record batches, Os: brooklet",
@@ -554,8 +578,20 @@ fn main() {
         &rates[1],
         Some(small_bytes),
     );
+    report.rate(
+        "1-record batches: write, single-threaded process",
+        "writes",
+        &rates[2],
+        Some(small_bytes),
+    );
     report.ratio("append_1_record_os/write", &rates[0], &rates[1], Some(0.8));
     report.ratio("cpu:append_1_record_os/write", &cpu[0], &cpu[1], None);
+    report.ratio(
+        "append_1_record_os/write_single_threaded_process (diagnosis)",
+        &rates[0],
+        &rates[2],
+        None,
+    );
 
     let units = scaled(
         full,
