@@ -25,16 +25,19 @@ pub(crate) fn run(shared: &Shared) {
     }
     let _guard = FailPending(shared);
     let linger_ms = i64::try_from(shared.config.linger.as_millis()).unwrap_or(i64::MAX);
+    // The list of queues to visit changes hands with the shared one each
+    // round, so neither side allocates a list per batch.
+    let mut queues: Vec<Arc<PartitionQueue>> = Vec::new();
+    let mut still_pending: Vec<Arc<PartitionQueue>> = Vec::new();
     loop {
         shared.wake.take_signal();
         let closing = shared.closing.load(Ordering::SeqCst);
         let flushing = closing || shared.flush_requests.load(Ordering::SeqCst) > 0;
         let now_ms = shared.log.clock().now_ms();
-        let queues = std::mem::take(&mut *shared.pending.lock());
+        std::mem::swap(&mut queues, &mut *shared.pending.lock());
         let mut next_deadline_ms = i64::MAX;
         let mut sent_any = false;
-        let mut still_pending = Vec::new();
-        for queue in queues {
+        for queue in queues.drain(..) {
             let (batch, keep) = {
                 let mut state = queue.state.lock();
                 let batch = match state.ready.pop_front() {
@@ -74,7 +77,7 @@ pub(crate) fn run(shared: &Shared) {
             }
         }
         if !still_pending.is_empty() {
-            shared.pending.lock().extend(still_pending);
+            shared.pending.lock().append(&mut still_pending);
         }
         if sent_any {
             continue;
