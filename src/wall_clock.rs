@@ -8,7 +8,6 @@
 //! rate, far below the millisecond resolution of the result. Elsewhere
 //! every call reads the OS clock.
 
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Counter ticks a reading is reused for: 33 µs at 1 GHz, 6.5 µs at
@@ -57,6 +56,7 @@ fn reused_or_read() -> i64 {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[inline]
 fn counter_is_clocksource() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
     const UNKNOWN: u8 = 0;
     const YES: u8 = 1;
     static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
