@@ -9,6 +9,11 @@ use crate::producer::Shared;
 use crate::producer::accumulator::{PartitionQueue, PendingBatch, fail_all};
 use crate::storage::{AppendOptions, ProducerBatch};
 
+/// Bytes of full batches the sender takes from one partition per visit,
+/// as Kafka's sender packs at most `max.request.size` (1 MiB) into one
+/// request: other partitions get their turn in between.
+const MAX_BYTES_PER_VISIT: usize = 1 << 20;
+
 pub(crate) fn run(shared: &Shared) {
     // If this thread dies, nobody may wait forever on a batch.
     struct FailPending<'a>(&'a Shared);
@@ -29,6 +34,7 @@ pub(crate) fn run(shared: &Shared) {
     // round, so neither side allocates a list per batch.
     let mut queues: Vec<Arc<PartitionQueue>> = Vec::new();
     let mut still_pending: Vec<Arc<PartitionQueue>> = Vec::new();
+    let mut taken: Vec<PendingBatch> = Vec::new();
     loop {
         shared.wake.take_signal();
         let closing = shared.closing.load(Ordering::SeqCst);
@@ -38,37 +44,47 @@ pub(crate) fn run(shared: &Shared) {
         let mut next_deadline_ms = i64::MAX;
         let mut sent_any = false;
         for queue in queues.drain(..) {
-            let (batch, keep) = {
+            let keep = {
                 let mut state = queue.state.lock();
-                let batch = match state.ready.pop_front() {
-                    Some(batch) => Some(batch),
-                    None => {
-                        let due = state.open.as_ref().is_some_and(|open| {
-                            flushing
-                                || linger_ms == 0
-                                || now_ms >= open.created_ms.saturating_add(linger_ms)
-                        });
-                        if due { state.open.take() } else { None }
+                // The full batches waiting, oldest first, up to a request's
+                // worth (Kafka's `max.request.size`), then the open one if
+                // it is due: one turn of the lock for a backlog.
+                let mut bytes = 0;
+                while bytes < MAX_BYTES_PER_VISIT
+                    && let Some(batch) = state.ready.pop_front()
+                {
+                    bytes += batch.bytes.len();
+                    taken.push(batch);
+                }
+                if state.ready.is_empty() && bytes < MAX_BYTES_PER_VISIT {
+                    let due = state.open.as_ref().is_some_and(|open| {
+                        flushing
+                            || linger_ms == 0
+                            || now_ms >= open.created_ms.saturating_add(linger_ms)
+                    });
+                    if due {
+                        taken.extend(state.open.take());
                     }
-                };
+                }
                 if let Some(open) = &state.open {
                     next_deadline_ms =
                         next_deadline_ms.min(open.created_ms.saturating_add(linger_ms));
                 }
-                if let Some(batch) = &batch {
-                    // Left in place once appended: waiting on a completed
-                    // batch returns at once, and clearing it would cost
-                    // another turn of this lock.
-                    state.in_flight = Some(Arc::clone(&batch.completion));
+                if let Some(last) = taken.last() {
+                    // The batches go in order, so the last one completing
+                    // means they all did. Left in place once appended:
+                    // waiting on a completed batch returns at once, and
+                    // clearing it would cost another turn of this lock.
+                    state.in_flight = Some(Arc::clone(&last.completion));
                 }
                 // A queue that just gave a batch likely has the next one
                 // filling: keeping it listed spares the sending thread
                 // listing it again.
-                let keep = batch.is_some() || !state.is_empty();
+                let keep = !taken.is_empty() || !state.is_empty();
                 state.enlisted = keep;
-                (batch, keep)
+                keep
             };
-            if let Some(batch) = batch {
+            for batch in taken.drain(..) {
                 send_batch(shared, &queue, batch);
                 sent_any = true;
             }
