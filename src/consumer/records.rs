@@ -147,6 +147,7 @@ pub struct Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = ConsumerRecord<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<ConsumerRecord<'a>> {
         loop {
             let part = self.parts.get(self.part)?;
