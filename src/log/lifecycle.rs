@@ -247,6 +247,15 @@ impl LogInner {
         }
     }
 
+    /// Unlocks the directory. Explicitly, not by closing the file: a child
+    /// process forked meanwhile (by any thread, until it `exec`s) shares
+    /// the lock's open file, which would keep the lock held.
+    fn release_lock(&self) {
+        if let Some(file) = self.lock_file.lock().take() {
+            let _ = file.unlock();
+        }
+    }
+
     pub(crate) fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -273,7 +282,7 @@ impl LogInner {
                 first_error.get_or_insert(err);
             }
         }
-        self.lock_file.lock().take();
+        self.release_lock();
         first_error.map_or(Ok(()), Err)
     }
 
@@ -309,7 +318,7 @@ impl LogInner {
                 }
             }
         }
-        self.lock_file.lock().take();
+        self.release_lock();
         first_error.map_or(Ok(()), Err)
     }
 }
