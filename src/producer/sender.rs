@@ -1,13 +1,14 @@
 //! The producer's sender thread: takes batches off the partition queues
-//! and appends them, one at a time per partition, in order.
+//! and appends them, in order per partition.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::producer::Shared;
 use crate::producer::accumulator::{PartitionQueue, PendingBatch, fail_all};
-use crate::storage::{AppendOptions, ProducerBatch};
+use crate::storage::group::GroupBatch;
+use crate::storage::{AppendInfo, ProducerBatch};
 
 /// Bytes of full batches the sender takes from one partition per visit,
 /// as Kafka's sender packs at most `max.request.size` (1 MiB) into one
@@ -84,8 +85,8 @@ pub(crate) fn run(shared: &Shared) {
                 state.enlisted = keep;
                 keep
             };
-            for batch in taken.drain(..) {
-                send_batch(shared, &queue, batch);
+            if !taken.is_empty() {
+                send_batches(shared, &queue, &mut taken);
                 sent_any = true;
             }
             if keep {
@@ -108,27 +109,53 @@ pub(crate) fn run(shared: &Shared) {
     }
 }
 
-/// Appends one batch and completes its records, without taking the
-/// queue's lock: each time the sender takes it, the sending threads find it
-/// gone from their cache.
-fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, mut batch: PendingBatch) {
-    let base_sequence = queue.next_sequence.load(Ordering::Relaxed);
-    let record_count = batch.record_count;
-    let mut options = AppendOptions::default();
-    if let Some((producer_id, producer_epoch)) = shared.identity {
-        options = options.producer(ProducerBatch {
-            producer_id,
-            producer_epoch,
-            base_sequence,
-        });
+/// Appends the batches taken from one partition, in order, with one write
+/// where the log can (see `storage::group`), and completes their records.
+/// No queue lock is taken: each time the sender takes it, the sending
+/// threads find it gone from their cache.
+fn send_batches(shared: &Shared, queue: &Arc<PartitionQueue>, batches: &mut Vec<PendingBatch>) {
+    // Each batch numbered as if the ones before it were appended; if one is
+    // refused, the ones after it are refused as out of order, and the next
+    // round numbers from the refused one again.
+    let mut sequence = queue.next_sequence.load(Ordering::Relaxed);
+    let mut sequences = Vec::with_capacity(batches.len());
+    let mut group: Vec<GroupBatch<'_>> = batches
+        .iter_mut()
+        .map(|batch| {
+            sequences.push(sequence);
+            let producer = shared
+                .identity
+                .map(|(producer_id, producer_epoch)| ProducerBatch {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence: sequence,
+                });
+            sequence = next_sequence(sequence, batch.record_count);
+            GroupBatch {
+                bytes: &mut batch.bytes,
+                record_count: batch.record_count,
+                base_timestamp: batch.base_timestamp,
+                max_timestamp: batch.max_timestamp,
+                producer,
+            }
+        })
+        .collect();
+    let outcomes = queue.log.append_records_group(&mut group);
+    drop(group);
+    for ((batch, outcome), base_sequence) in batches.drain(..).zip(outcomes).zip(sequences) {
+        complete_batch(shared, queue, batch, base_sequence, outcome);
     }
-    let outcome = queue.log.append_records(
-        &mut batch.bytes,
-        record_count,
-        batch.base_timestamp,
-        batch.max_timestamp,
-        &options,
-    );
+}
+
+/// Releases an appended (or refused) batch's memory and completes its
+/// records.
+fn complete_batch(
+    shared: &Shared,
+    queue: &PartitionQueue,
+    mut batch: PendingBatch,
+    base_sequence: i32,
+    outcome: Result<AppendInfo>,
+) {
     shared
         .buffered_bytes
         .fetch_sub(batch.size_bytes, Ordering::SeqCst);
@@ -148,13 +175,21 @@ fn send_batch(shared: &Shared, queue: &Arc<PartitionQueue>, mut batch: PendingBa
     if outcome.is_ok() {
         // Sequences advance only for batches the partition took, so a
         // refused batch leaves no gap.
-        let next = if base_sequence > i32::MAX - record_count {
-            record_count - (i32::MAX - base_sequence) - 1
-        } else {
-            base_sequence + record_count
-        };
-        queue.next_sequence.store(next, Ordering::Relaxed);
+        queue.next_sequence.store(
+            next_sequence(base_sequence, batch.record_count),
+            Ordering::Relaxed,
+        );
     }
     batch.completion.complete(outcome);
     shared.recycle(batch.bytes);
+}
+
+/// The sequence after a batch of `record_count` records from
+/// `base_sequence`: Kafka's sequences wrap from `i32::MAX` to 0.
+fn next_sequence(base_sequence: i32, record_count: i32) -> i32 {
+    if base_sequence > i32::MAX - record_count {
+        record_count - (i32::MAX - base_sequence) - 1
+    } else {
+        base_sequence + record_count
+    }
 }

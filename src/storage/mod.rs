@@ -8,6 +8,7 @@ pub(crate) mod checkpoint;
 pub(crate) mod compaction;
 pub(crate) mod fetch;
 mod flush;
+pub(crate) mod group;
 pub(crate) mod index;
 mod load;
 #[cfg(test)]

@@ -285,15 +285,40 @@ impl PartitionLog {
         max_timestamp: i64,
         options: &AppendOptions,
     ) -> Result<AppendInfo> {
+        let now_ms = self.clock.now_ms();
+        let header = self.seal_batch(
+            batch,
+            record_count,
+            base_timestamp,
+            max_timestamp,
+            options.producer,
+            now_ms,
+        )?;
+        let mut info = self.append_encoded(batch, header, options)?;
+        if self.config.timestamp_type == TimestampType::LogAppendTime {
+            info.log_append_time_ms = Some(now_ms);
+        }
+        Ok(info)
+    }
+
+    /// Fills in the header of a batch encoded after a `BATCH_HEADER_LEN`
+    /// placeholder, CRC included, and returns it (offsets still to come).
+    pub(crate) fn seal_batch(
+        &self,
+        batch: &mut [u8],
+        record_count: i32,
+        base_timestamp: i64,
+        max_timestamp: i64,
+        producer: Option<ProducerBatch>,
+        now_ms: i64,
+    ) -> Result<BatchHeader> {
         if record_count <= 0 || batch.len() <= BATCH_HEADER_LEN {
             return Err(Error::InvalidRecord(
                 "a record batch needs at least one record".into(),
             ));
         }
         self.check_batch_size(batch.len())?;
-        let now_ms = self.clock.now_ms();
         let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
-        let producer = options.producer;
         let mut header = BatchHeader {
             base_offset: 0,
             batch_length: i32::try_from(batch.len() - LOG_OVERHEAD).map_err(|_| {
@@ -323,11 +348,7 @@ impl PartitionLog {
             record_count,
         };
         header.crc = write_header(batch, &header);
-        let mut info = self.append_encoded(batch, header, options)?;
-        if log_append_time {
-            info.log_append_time_ms = Some(now_ms);
-        }
-        Ok(info)
+        Ok(header)
     }
 
     fn check_batch_size(&self, size: usize) -> Result<()> {
@@ -493,10 +514,25 @@ impl PartitionLog {
         max_timestamp: i64,
         last_offset: i64,
     ) -> Result<()> {
+        if self.needs_roll(state, batch_size, max_timestamp, last_offset) {
+            self.roll(state)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `batch_size` more bytes, up to `max_timestamp` and
+    /// `last_offset`, need a new segment first.
+    pub(crate) fn needs_roll(
+        &self,
+        state: &PartitionState,
+        batch_size: u64,
+        max_timestamp: i64,
+        last_offset: i64,
+    ) -> bool {
         let active = state.active();
         let size = active.size();
         if size == 0 {
-            return Ok(());
+            return false;
         }
         let config = &self.config;
         let waited_ms = match state.active_first_timestamp {
@@ -507,10 +543,7 @@ impl PartitionLog {
         let too_big = size + batch_size > u64::from(config.segment_bytes);
         let too_old = waited_ms > config.segment_ms;
         let offsets_overflow = last_offset - active.base_offset() > i64::from(i32::MAX);
-        if too_big || too_old || index_full || offsets_overflow {
-            self.roll(state)?;
-        }
-        Ok(())
+        too_big || too_old || index_full || offsets_overflow
     }
 
     /// Seals the active segment and starts a new one at the log end.

@@ -44,6 +44,84 @@ fn preallocate(_file: &File, _offset: u64, _len: u64) -> bool {
     false
 }
 
+/// Positional write of `parts` in order, `pwritev` on Linux, resumed
+/// after short writes.
+#[cfg(target_os = "linux")]
+fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut position: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Whole parts still to write, and how much of the first is done.
+    let mut rest = parts;
+    let mut done_in_first = 0;
+    while let Some(first) = rest.first() {
+        if done_in_first == first.len() {
+            rest = &rest[1..];
+            done_in_first = 0;
+            continue;
+        }
+        let iovecs: Vec<libc::iovec> = rest
+            .iter()
+            .take(MAX_IOVECS)
+            .enumerate()
+            .map(|(i, part)| {
+                let part = if i == 0 { &part[done_in_first..] } else { part };
+                libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                }
+            })
+            .collect();
+        let offset = libc::off_t::try_from(position)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "position past off_t"))?;
+        // SAFETY: every iovec points into a live slice of `parts` and spans
+        // only its bytes; the kernel only reads them.
+        let written = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                iovecs.as_ptr(),
+                iovecs.len() as libc::c_int,
+                offset,
+            )
+        };
+        if written < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut written = written as usize;
+        position += written as u64;
+        while written > 0 {
+            let left = rest[0].len() - done_in_first;
+            if written >= left {
+                written -= left;
+                rest = &rest[1..];
+                done_in_first = 0;
+            } else {
+                done_in_first += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut position: u64) -> io::Result<()> {
+    for part in parts {
+        file.write_all_at(part, position)?;
+        position += part.len() as u64;
+    }
+    Ok(())
+}
+
+/// Buffers per `pwritev` call (Linux's `IOV_MAX`).
+#[cfg(target_os = "linux")]
+const MAX_IOVECS: usize = 1024;
+
 /// `<20-digit base offset>.<suffix>`, Kafka's file naming.
 pub(crate) fn segment_file_name(base_offset: i64, suffix: &str) -> String {
     format!("{base_offset:020}.{suffix}")
@@ -315,6 +393,23 @@ impl Segment {
             Err(Error::Io { source, .. }) => Err(source),
             Err(other) => Err(io::Error::other(other.to_string())),
         }
+    }
+
+    /// Writes `parts` one after another from `position` (the end of the
+    /// data) with as few system calls as the kernel allows, reserving
+    /// space first.
+    pub(crate) fn write_all_vectored_at(&self, parts: &[&[u8]], position: u64) -> io::Result<()> {
+        let file = match self.file() {
+            Ok(file) => file,
+            Err(Error::Io { source, .. }) => return Err(source),
+            Err(other) => return Err(io::Error::other(other.to_string())),
+        };
+        let total: u64 = parts.iter().map(|part| part.len() as u64).sum();
+        let end = position + total;
+        if end > self.reserved_bytes.load(Ordering::Relaxed) {
+            self.reserve_past(file, end);
+        }
+        write_all_vectored_at(file, parts, position)
     }
 
     /// Reserves the file's blocks from its end to `end` and as far again
