@@ -15,8 +15,8 @@ use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::time::Duration;
 
 use brooklet::{
-    AppendInfo, AppendOptions, Error, Log, LogConfig, ManualClock, ProducerBatch, ProducerConfig,
-    Record, SendHandle, TailLoss, TopicConfig, murmur2, partition_for_key,
+    AppendInfo, AppendOptions, Error, Fetch, Log, LogConfig, ManualClock, ProducerBatch,
+    ProducerConfig, Record, SendHandle, TailLoss, TopicConfig, murmur2, partition_for_key,
 };
 
 /// Every record of a partition as (offset, key, value).
@@ -940,4 +940,45 @@ fn closed_producers_and_unknown_targets_are_errors() {
     ));
     let total: i64 = (0..3).map(|p| end_offset(&log, "t", p)).sum();
     assert_eq!(total, 100);
+}
+
+/// A send loop fast enough to leave batches waiting for the sender, whose
+/// backlog it then appends several at a time: every stored batch still
+/// carries the producer's id and the sequence right after the batch
+/// before it, and the offsets run without gaps.
+#[test]
+fn batches_appended_together_keep_their_sequences() {
+    const RECORDS: u32 = 20_000;
+    let log = log_with_topic(1);
+    let producer = log
+        .producer(ProducerConfig::default().batch_size_bytes(1024))
+        .expect("producer");
+    let (producer_id, _) = producer.identity().expect("idempotent by default");
+    let record = Record::new(vec![7u8; 100]).key("k");
+    for _ in 0..RECORDS {
+        producer.send("t", &record).expect("send");
+    }
+    producer.flush().expect("flush");
+    let mut reader = log.reader("t", 0, 0).expect("reader");
+    let mut fetch = Fetch::new();
+    let (mut next_offset, mut next_sequence, mut batches) = (0i64, 0i32, 0);
+    while reader.next_into(&mut fetch).expect("read") {
+        for batch in fetch.batches() {
+            let header = *batch.expect("a batch").header();
+            assert_eq!(header.producer_id, producer_id);
+            assert_eq!(header.base_offset, next_offset, "offsets without gaps");
+            assert_eq!(
+                header.base_sequence, next_sequence,
+                "batch at {next_offset}"
+            );
+            next_offset = header.last_offset() + 1;
+            next_sequence += header.record_count;
+            batches += 1;
+        }
+    }
+    assert_eq!(next_offset, i64::from(RECORDS));
+    assert!(
+        batches >= i64::from(RECORDS) / 10,
+        "{batches} batches of about 1 KiB"
+    );
 }
