@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::producer::Shared;
 use crate::producer::accumulator::{PartitionQueue, PendingBatch, fail_all};
 use crate::storage::group::GroupBatch;
+use crate::storage::producer_state::sequence_after;
 use crate::storage::{AppendInfo, ProducerBatch};
 
 /// Bytes of full batches the sender takes from one partition per visit,
@@ -130,7 +131,7 @@ fn send_batches(shared: &Shared, queue: &Arc<PartitionQueue>, batches: &mut Vec<
                     producer_epoch,
                     base_sequence: sequence,
                 });
-            sequence = next_sequence(sequence, batch.record_count);
+            sequence = sequence_after(sequence, batch.record_count);
             GroupBatch {
                 bytes: &mut batch.bytes,
                 record_count: batch.record_count,
@@ -176,20 +177,10 @@ fn complete_batch(
         // Sequences advance only for batches the partition took, so a
         // refused batch leaves no gap.
         queue.next_sequence.store(
-            next_sequence(base_sequence, batch.record_count),
+            sequence_after(base_sequence, batch.record_count),
             Ordering::Relaxed,
         );
     }
     batch.completion.complete(outcome);
     shared.recycle(batch.bytes);
-}
-
-/// The sequence after a batch of `record_count` records from
-/// `base_sequence`: Kafka's sequences wrap from `i32::MAX` to 0.
-fn next_sequence(base_sequence: i32, record_count: i32) -> i32 {
-    if base_sequence > i32::MAX - record_count {
-        record_count - (i32::MAX - base_sequence) - 1
-    } else {
-        base_sequence + record_count
-    }
 }

@@ -8,14 +8,13 @@
 //! gap, a roll, a closed or poisoned partition) goes batch by batch through
 //! [`PartitionLog::append_records`], which has the rules for each case.
 
-use std::sync::atomic::Ordering;
-
 use crate::config::{Durability, TimestampType};
-use crate::error::{Error, Result};
-use crate::record::BatchHeader;
+use crate::error::Result;
 use crate::record::encode::{set_base_offset, set_partition_leader_epoch};
-use crate::storage::partition::{AppendInfo, AppendOptions, PartitionLog, ProducerBatch};
-use crate::storage::producer_state::{BatchMetadata, SequenceCheck, last_sequence};
+use crate::storage::partition::{
+    AppendInfo, AppendOptions, PartitionLog, ProducerBatch, undo_failed_write,
+};
+use crate::storage::producer_state::{SequenceCheck, last_sequence, sequence_after};
 use crate::storage::segment::SegmentIndexes;
 
 /// One batch of a group: encoded after a `BATCH_HEADER_LEN` placeholder,
@@ -72,11 +71,7 @@ impl PartitionLog {
             {
                 return None;
             }
-            expected =
-                last_sequence(producer.base_sequence, batch.record_count - 1).wrapping_add(1);
-            if expected < 0 {
-                expected = 0;
-            }
+            expected = sequence_after(producer.base_sequence, batch.record_count);
         }
         let now_ms = self.clock.now_ms();
         let mut headers = Vec::with_capacity(batches.len());
@@ -143,52 +138,15 @@ impl PartitionLog {
         }
         let parts: Vec<&[u8]> = batches.iter().map(|b| &*b.bytes).collect();
         if let Err(source) = active.write_all_vectored_at(&parts, start) {
-            // As for one batch: cut what may have reached the file, or
-            // leave the tail to recovery if even that fails.
-            let path = active.log_path().to_owned();
-            if let Err(cut) = active.truncate_file(start) {
-                state.poisoned = Some(format!(
-                    "write failed ({source}) and could not be undone ({cut})"
-                ));
-            }
-            let error = Error::Io { path, source };
+            let error = undo_failed_write(state, start, source);
             return Some(batches.iter().map(|_| Err(error.duplicate())).collect());
         }
-        {
-            let mut indexes = active.indexes.lock();
-            let mut position = start;
-            for header in &headers {
-                indexes.on_batch(
-                    active.base_offset(),
-                    position,
-                    header,
-                    self.interval_bytes(),
-                );
-                position += header.size_bytes() as u64;
-            }
-            state.active_index_full = crate::storage::partition::indexes_full(
-                &mut indexes,
-                self.config.segment_index_bytes,
-            );
-        }
-        if state.active_first_timestamp.is_none() {
-            state.active_first_timestamp = Some(headers[0].max_timestamp);
-        }
-        active.set_size(start + total_bytes);
-        state.next_offset = last_offset + 1;
-        state.high_watermark = state.next_offset;
-        self.high_watermark
-            .store(state.high_watermark, Ordering::Release);
+        self.publish_written(state, start, &headers);
         let log_append_time =
             (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
         let mut infos = Vec::with_capacity(batches.len());
-        for (batch, header) in batches.iter().zip(&headers) {
-            let producer = batch.producer?;
-            state.producers.record(
-                producer.producer_id,
-                producer.producer_epoch,
-                metadata(producer, header),
-            );
+        for header in &headers {
+            state.producers.observe(header);
             infos.push(Ok(AppendInfo {
                 base_offset: header.base_offset,
                 last_offset: header.last_offset(),
@@ -205,16 +163,6 @@ impl PartitionLog {
             return Some(batches.iter().map(|_| Err(err.duplicate())).collect());
         }
         Some(infos)
-    }
-}
-
-fn metadata(producer: ProducerBatch, header: &BatchHeader) -> BatchMetadata {
-    BatchMetadata {
-        first_sequence: producer.base_sequence,
-        last_sequence: last_sequence(producer.base_sequence, header.last_offset_delta),
-        base_offset: header.base_offset,
-        last_offset: header.last_offset(),
-        timestamp_ms: header.max_timestamp,
     }
 }
 
@@ -238,6 +186,7 @@ fn indexes_have_room(
 mod tests {
     use super::*;
     use crate::config::{LogConfig, TopicConfig};
+    use crate::error::Error;
     use crate::log::{Log, TailLoss};
     use crate::record::Record;
     use crate::record::batch::BATCH_HEADER_LEN;

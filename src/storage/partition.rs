@@ -28,7 +28,7 @@ use crate::record::encode::{
 
 use crate::storage::index::{IndexEntry, OffsetEntry, TimeEntry};
 use crate::storage::producer_state::{
-    BatchMetadata, ProducerStateTable, SequenceCheck, last_sequence, write_snapshot,
+    ProducerStateTable, SequenceCheck, last_sequence, write_snapshot,
 };
 use crate::storage::segment::{Segment, SegmentIndexes};
 
@@ -430,18 +430,7 @@ impl PartitionLog {
             last_offset,
         )?;
         self.write_batch(&mut state, batch, &header)?;
-        if let Some(producer) = &options.producer {
-            let metadata = BatchMetadata {
-                first_sequence: producer.base_sequence,
-                last_sequence: last_sequence(producer.base_sequence, last_offset_delta),
-                base_offset,
-                last_offset,
-                timestamp_ms: header.max_timestamp,
-            };
-            state
-                .producers
-                .record(producer.producer_id, producer.producer_epoch, metadata);
-        }
+        state.producers.observe(&header);
         let info = AppendInfo {
             base_offset,
             last_offset,
@@ -470,38 +459,46 @@ impl PartitionLog {
         let active = &state.segments[state.segments.len() - 1];
         let position = active.size();
         if let Err(source) = active.write_at(batch, position) {
-            // Part of the batch may have reached the file: cut it off so the
-            // next append starts at a batch boundary. If even that fails the
-            // file's tail is unknown, and only recovery may touch it again.
-            if let Err(cut) = active.truncate_file(position) {
-                state.poisoned = Some(format!(
-                    "write failed ({source}) and could not be undone ({cut})"
-                ));
-            }
-            return Err(Error::Io {
-                path: active.log_path().to_owned(),
-                source,
-            });
+            return Err(undo_failed_write(state, position, source));
         }
+        self.publish_written(state, position, std::slice::from_ref(header));
+        Ok(())
+    }
+
+    /// Indexes batches just written one after another from `position` in
+    /// the active segment and publishes them to readers: the new size, the
+    /// next offset and the high watermark.
+    pub(crate) fn publish_written(
+        &self,
+        state: &mut PartitionState,
+        mut position: u64,
+        headers: &[BatchHeader],
+    ) {
+        let active = &state.segments[state.segments.len() - 1];
         state.active_index_full = {
             let mut indexes = active.indexes.lock();
-            indexes.on_batch(
-                active.base_offset(),
-                position,
-                header,
-                self.interval_bytes(),
-            );
+            for header in headers {
+                indexes.on_batch(
+                    active.base_offset(),
+                    position,
+                    header,
+                    self.interval_bytes(),
+                );
+                position += header.size_bytes() as u64;
+            }
             indexes_full(&mut indexes, self.config.segment_index_bytes)
         };
+        let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
+            return;
+        };
         if state.active_first_timestamp.is_none() {
-            state.active_first_timestamp = Some(header.max_timestamp);
+            state.active_first_timestamp = Some(first.max_timestamp);
         }
-        active.set_size(position + batch.len() as u64);
-        state.next_offset = header.last_offset() + 1;
+        active.set_size(position);
+        state.next_offset = last.last_offset() + 1;
         state.high_watermark = state.next_offset;
         self.high_watermark
             .store(state.high_watermark, Ordering::Release);
-        Ok(())
     }
 
     /// Rolls a new segment if the batch would not fit the active one by
@@ -570,6 +567,26 @@ impl PartitionLog {
         self.background.signal();
         Ok(())
     }
+}
+
+/// After a failed write at `position` in the active segment: part of it may
+/// have reached the file, so cut it off and the next append starts at a
+/// batch boundary. If even that fails the file's tail is unknown, and only
+/// recovery may touch it again: the partition is poisoned. Returns the
+/// write's error.
+pub(crate) fn undo_failed_write(
+    state: &mut PartitionState,
+    position: u64,
+    source: std::io::Error,
+) -> Error {
+    let active = &state.segments[state.segments.len() - 1];
+    let path = active.log_path().to_owned();
+    if let Err(cut) = active.truncate_file(position) {
+        state.poisoned = Some(format!(
+            "write failed ({source}) and could not be undone ({cut})"
+        ));
+    }
+    Error::Io { path, source }
 }
 
 /// Whether a segment's indexes are full (Kafka rolls then). One time index

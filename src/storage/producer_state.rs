@@ -67,6 +67,12 @@ pub(crate) fn last_sequence(base_sequence: i32, last_offset_delta: i32) -> i32 {
     }
 }
 
+/// The first sequence of the batch after one of `record_count` records
+/// from `base_sequence`.
+pub(crate) fn sequence_after(base_sequence: i32, record_count: i32) -> i32 {
+    next_sequence(last_sequence(base_sequence, record_count - 1))
+}
+
 fn next_sequence(sequence: i32) -> i32 {
     if sequence == i32::MAX {
         0
